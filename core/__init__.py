@@ -1,0 +1,1 @@
+"""deployflow: deploy models, wait until they serve, and score data against them."""

@@ -1,0 +1,275 @@
+"""The errors deployflow raises.
+
+Every error is a :class:`DeploymentError`, so one ``except`` catches them all, and each carries what a
+caller needs to decide what to do next without matching on message text:
+
+* ``error_code``: an MLflow-style code (``RESOURCE_DOES_NOT_EXIST``, ``INVALID_PARAMETER_VALUE``, ...);
+* ``status_code``: the HTTP status when an HTTP answer caused the error, else ``None``;
+* ``retryable``: ``True`` when asking again later may succeed (orchestrators retry only these).
+
+The tree::
+
+    DeploymentError
+     +-- TargetError                  the target URI or its plugin cannot be used
+     |    +-- UnknownTargetError      no installed target has that name
+     |    +-- PluginError             a plugin is installed but broken (what it lacks is in the message)
+     +-- InvalidInputError            the request is wrong; asking again will not help (400)
+     +-- NotFoundError                the deployment or endpoint does not exist (404)
+     +-- ConflictError                it exists already, or clashes with what exists (409)
+     +-- NotSupportedError            the target does not offer this operation (also a NotImplementedError)
+     +-- TransientError               worth retrying: 429, 500, 502, 503, connection failures
+     |    +-- RequestTimeoutError     no answer in time (not retried by the transport by default)
+     +-- RemoteError                  the service answered with an error that retrying will not fix
+     |    +-- AuthenticationError     401 / 403: credentials missing, wrong or not allowed
+     +-- DeploymentFailedError        the deployment reached a terminal failed state (``reason``)
+     +-- WaitTimeoutError             waiting ran out of time (``last_status`` is the last state seen)
+
+Messages pass through :func:`deployflow.redaction.redact`, so tokens never show in ``str(error)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .redaction import redact
+
+__all__ = [
+    "DeploymentError",
+    "TargetError",
+    "UnknownTargetError",
+    "PluginError",
+    "InvalidInputError",
+    "NotFoundError",
+    "ConflictError",
+    "NotSupportedError",
+    "TransientError",
+    "RequestTimeoutError",
+    "RemoteError",
+    "AuthenticationError",
+    "DeploymentFailedError",
+    "WaitTimeoutError",
+    "error_for_status",
+]
+
+
+class DeploymentError(Exception):
+    """Root of every error deployflow raises."""
+
+    default_error_code = "INTERNAL_ERROR"
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_code: str | None = None,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+        body: str | None = None,
+    ) -> None:
+        self.message = redact(str(message))
+        self.error_code = error_code or self.default_error_code
+        self.status_code = status_code
+        self.retryable = self.default_retryable if retryable is None else retryable
+        #: A short, redacted excerpt of the HTTP body that caused the error, if any.
+        self.body = redact(body) if body else None
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        parts = [repr(self.message), f"error_code={self.error_code!r}"]
+        if self.status_code is not None:
+            parts.append(f"status_code={self.status_code}")
+        if self.retryable:
+            parts.append("retryable=True")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the keyword attributes when the error crosses a process boundary (Dask, Airflow).
+        return (
+            _rebuild_error,
+            (type(self), self.message, self.error_code, self.status_code, self.retryable, self.body),
+            self.__dict__,
+        )
+
+
+def _rebuild_error(cls, message, error_code, status_code, retryable, body):  # type: ignore[no-untyped-def]
+    error = cls.__new__(cls)
+    DeploymentError.__init__(
+        error, message, error_code=error_code, status_code=status_code, retryable=retryable, body=body
+    )
+    return error
+
+
+class TargetError(DeploymentError):
+    """The target URI cannot be turned into a client."""
+
+    default_error_code = "INVALID_PARAMETER_VALUE"
+
+
+class UnknownTargetError(TargetError):
+    """No installed target (built in or plugin) has the requested name."""
+
+    default_error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class PluginError(TargetError):
+    """A plugin was found but cannot be used; the message says what it lacks."""
+
+    default_error_code = "INTERNAL_ERROR"
+
+
+class InvalidInputError(DeploymentError):
+    """The request itself is wrong: bad arguments, bad config, bad payload."""
+
+    default_error_code = "INVALID_PARAMETER_VALUE"
+
+
+class NotFoundError(DeploymentError):
+    """The deployment or endpoint does not exist."""
+
+    default_error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class ConflictError(DeploymentError):
+    """The deployment or endpoint exists already, or the change clashes with the current state."""
+
+    default_error_code = "RESOURCE_ALREADY_EXISTS"
+
+
+class NotSupportedError(DeploymentError, NotImplementedError):
+    """The target does not offer this operation."""
+
+    default_error_code = "NOT_IMPLEMENTED"
+
+
+class TransientError(DeploymentError):
+    """A failure that may go away: rate limiting, an overloaded or restarting service, a dropped connection."""
+
+    default_error_code = "TEMPORARILY_UNAVAILABLE"
+    default_retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        #: Seconds the service asked us to wait (``Retry-After``), when it said.
+        self.retry_after = retry_after
+
+
+class RequestTimeoutError(TransientError):
+    """The service did not answer within the request timeout.
+
+    Retryable for a whole pipeline step, but the transport does not repeat the request by default:
+    a slow model is not made faster by asking again, and a repeated POST may do the work twice.
+    """
+
+    default_error_code = "DEADLINE_EXCEEDED"
+
+
+class RemoteError(DeploymentError):
+    """The service answered with an error that asking again will not fix."""
+
+
+class AuthenticationError(RemoteError):
+    """The service refused the credentials (401) or the action (403)."""
+
+    default_error_code = "UNAUTHENTICATED"
+
+
+class DeploymentFailedError(DeploymentError):
+    """The deployment or endpoint reached a terminal failed state."""
+
+    default_error_code = "INVALID_STATE"
+
+    def __init__(self, message: str, *, reason: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = redact(reason) if reason else None
+
+
+class WaitTimeoutError(DeploymentError):
+    """Waiting for a deployment or endpoint to become ready ran out of time."""
+
+    default_error_code = "DEADLINE_EXCEEDED"
+    default_retryable = True
+
+    def __init__(self, message: str, *, last_status: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        #: The last :class:`~deployflow.Status` seen before the deadline, or ``None``.
+        self.last_status = last_status
+
+
+# MLflow's server-side codes that mean "asking again will not help" or "this does not exist".
+_CODE_TO_CLASS: dict[str, type[DeploymentError]] = {
+    "RESOURCE_DOES_NOT_EXIST": NotFoundError,
+    "ENDPOINT_NOT_FOUND": NotFoundError,
+    "NOT_FOUND": NotFoundError,
+    "RESOURCE_ALREADY_EXISTS": ConflictError,
+    "ALREADY_EXISTS": ConflictError,
+    "RESOURCE_CONFLICT": ConflictError,
+    "INVALID_PARAMETER_VALUE": InvalidInputError,
+    "BAD_REQUEST": InvalidInputError,
+    "MALFORMED_REQUEST": InvalidInputError,
+    "INVALID_STATE": ConflictError,
+    "UNAUTHENTICATED": AuthenticationError,
+    "PERMISSION_DENIED": AuthenticationError,
+    "NOT_IMPLEMENTED": NotSupportedError,
+}
+
+_STATUS_TO_CLASS: dict[int, type[DeploymentError]] = {
+    400: InvalidInputError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: InvalidInputError,
+    415: InvalidInputError,
+    422: InvalidInputError,
+    429: TransientError,
+    500: TransientError,
+    502: TransientError,
+    503: TransientError,
+    504: RequestTimeoutError,
+}
+
+_STATUS_TO_CODE: dict[int, str] = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    409: "RESOURCE_ALREADY_EXISTS",
+    413: "INVALID_PARAMETER_VALUE",
+    415: "INVALID_PARAMETER_VALUE",
+    422: "INVALID_PARAMETER_VALUE",
+    429: "REQUEST_LIMIT_EXCEEDED",
+    500: "INTERNAL_ERROR",
+    502: "TEMPORARILY_UNAVAILABLE",
+    503: "TEMPORARILY_UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503})
+
+
+def error_for_status(
+    status_code: int,
+    message: str,
+    *,
+    error_code: str | None = None,
+    body: str | None = None,
+    retry_after: float | None = None,
+) -> DeploymentError:
+    """Build the most specific error for an HTTP error answer.
+
+    The HTTP status decides retryability (429, 500, 502 and 503 are retryable, as in MLflow); the
+    service's own ``error_code`` refines the class for statuses that are not retryable.
+    """
+    code = error_code or _STATUS_TO_CODE.get(status_code, "INTERNAL_ERROR")
+    if status_code in RETRYABLE_STATUSES:
+        return TransientError(
+            message, error_code=code, status_code=status_code, body=body, retry_after=retry_after
+        )
+    cls = _STATUS_TO_CLASS.get(status_code)
+    if cls is None or cls is TransientError:
+        cls = _CODE_TO_CLASS.get(code, RemoteError)
+    return cls(message, error_code=code, status_code=status_code, body=body)

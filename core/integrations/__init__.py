@@ -1,0 +1,1 @@
+"""Pipeline integrations: ``deployflow.integrations.prefect`` and ``deployflow.integrations.airflow``."""

@@ -1,0 +1,1 @@
+"""Built-in deployment targets. Each is found through :mod:`deployflow.registry`, never imported directly."""
