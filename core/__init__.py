@@ -1,1 +1,75 @@
-"""deployflow: deploy models, wait until they serve, and score data against them."""
+"""deployflow: deploy models, wait until they serve, and score data against them.
+
+The ``mlflow.deployments`` interface without MLflow::
+
+    from deployflow import get_deploy_client
+
+    client = get_deploy_client("local")
+    client.create_deployment("iris", "python:mypkg.models:iris")
+    client.wait_for_deployment("iris", timeout=60)
+    print(client.predict("iris", {"inputs": [[5.1, 3.5, 1.4, 0.2]]}))
+    client.delete_deployment("iris")
+
+Importing this package loads no heavy library (pandas, pyarrow, numpy, prefect, airflow): they load when
+first used.
+"""
+
+from __future__ import annotations
+
+import logging as _logging
+
+from .api import get_deploy_client, get_deployments_target, run_local, set_deployments_target, target_help
+from .base import BaseDeploymentClient
+from .errors import (
+    AuthenticationError,
+    ConflictError,
+    DeploymentError,
+    DeploymentFailedError,
+    InvalidInputError,
+    NotFoundError,
+    NotSupportedError,
+    PluginError,
+    RemoteError,
+    RequestTimeoutError,
+    TargetError,
+    TransientError,
+    UnknownTargetError,
+    WaitTimeoutError,
+)
+from .predictions import PredictionsResponse
+from .redaction import get_logger as _get_logger
+from .registry import list_targets, register_target
+from .status import State, Status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "get_deploy_client",
+    "set_deployments_target",
+    "get_deployments_target",
+    "run_local",
+    "target_help",
+    "list_targets",
+    "register_target",
+    "BaseDeploymentClient",
+    "PredictionsResponse",
+    "State",
+    "Status",
+    "DeploymentError",
+    "TargetError",
+    "UnknownTargetError",
+    "PluginError",
+    "InvalidInputError",
+    "NotFoundError",
+    "ConflictError",
+    "NotSupportedError",
+    "TransientError",
+    "RequestTimeoutError",
+    "RemoteError",
+    "AuthenticationError",
+    "DeploymentFailedError",
+    "WaitTimeoutError",
+]
+
+_get_logger(__name__).addHandler(_logging.NullHandler())

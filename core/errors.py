@@ -261,15 +261,17 @@ def error_for_status(
 ) -> DeploymentError:
     """Build the most specific error for an HTTP error answer.
 
-    The HTTP status decides retryability (429, 500, 502 and 503 are retryable, as in MLflow); the
-    service's own ``error_code`` refines the class for statuses that are not retryable.
+    The HTTP status decides retryability (429, 500, 502 and 503 are retryable, as in MLflow); for the
+    other statuses the service's own ``error_code``, when it is one we know, picks the class.
     """
     code = error_code or _STATUS_TO_CODE.get(status_code, "INTERNAL_ERROR")
     if status_code in RETRYABLE_STATUSES:
         return TransientError(
             message, error_code=code, status_code=status_code, body=body, retry_after=retry_after
         )
-    cls = _STATUS_TO_CLASS.get(status_code)
-    if cls is None or cls is TransientError:
-        cls = _CODE_TO_CLASS.get(code, RemoteError)
+    # The service's own code is more precise than the status (Databricks answers an existing endpoint
+    # with 400 RESOURCE_ALREADY_EXISTS); the status decides when the code is absent or unknown.
+    cls = _CODE_TO_CLASS.get(error_code or "") or _STATUS_TO_CLASS.get(status_code) or RemoteError
+    if cls is TransientError:
+        cls = RemoteError
     return cls(message, error_code=code, status_code=status_code, body=body)

@@ -8,7 +8,9 @@ Two nets catch a secret before text leaves the library:
   ``password=...`` pairs, Databricks ``dapi`` tokens, OpenAI ``sk-`` keys, AWS secret pairs) are masked
   even when nobody registered them.
 
-:class:`RedactingFilter` applies the same to log records; it is attached to the ``deployflow`` logger.
+:class:`RedactingFilter` applies the same to log records. A logger's filters do not see records that
+propagate from its children, so library modules take their logger from :func:`get_logger`, which
+attaches the filter to each one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import re
 import threading
 
-__all__ = ["MASK", "register_secret", "redact", "RedactingFilter"]
+__all__ = ["MASK", "register_secret", "redact", "RedactingFilter", "get_logger"]
 
 MASK = "***"
 
@@ -89,3 +91,14 @@ class RedactingFilter(logging.Filter):
             record.msg = cleaned
             record.args = None
         return True
+
+
+_filter = RedactingFilter()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with the redacting filter attached (once)."""
+    logger = logging.getLogger(name)
+    if _filter not in logger.filters:
+        logger.addFilter(_filter)
+    return logger
