@@ -187,6 +187,12 @@ def _import(name: str, module_path: str, hint: str | None, source: str) -> types
         raise PluginError(
             f"Target {name!r} ({source}, module {module_path!r}) cannot be imported: {exc}.{extra}"
         ) from exc
+    except Exception as exc:
+        # A module that fails while running its own code is broken, not missing: no install hint.
+        raise PluginError(
+            f"Target {name!r} ({source}, module {module_path!r}) failed to import: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _is_mlflow_base(cls: type) -> bool:
