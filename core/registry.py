@@ -37,7 +37,9 @@ ENTRY_POINT_GROUP = "deployflow.targets"
 MLFLOW_ENTRY_POINT_GROUP = "mlflow.deployments"
 
 #: Built-in targets: name -> (module, the pip command that installs what the module needs, or None).
-BUILTIN_TARGETS: dict[str, tuple[str, str | None]] = {}
+BUILTIN_TARGETS: dict[str, tuple[str, str | None]] = {
+    "local": ("deployflow.targets.local", None),
+}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,309 @@
+"""Validation of the ``local`` target's names, deployment config and endpoint config.
+
+Every value may arrive as a string (the CLI passes each ``-C key=value`` as text), so each key has a
+coercion: ``"8080"`` becomes ``8080``, ``"false"`` becomes ``False``, ``"1.5"`` becomes ``1.5``. A key
+nobody knows, or a value that does not fit, raises :class:`~deployflow.errors.InvalidInputError` naming
+the key, what it expects and what it got.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ...errors import InvalidInputError
+
+__all__ = [
+    "NAME_PATTERN",
+    "ConfigKey",
+    "DEPLOYMENT_KEYS",
+    "ENDPOINT_KEYS",
+    "ENDPOINT_UPDATABLE_KEYS",
+    "check_name",
+    "deployment_config",
+    "endpoint_config",
+    "routes_from",
+    "masked_config",
+]
+
+#: Deployment and endpoint names: they become directory names, so a conservative alphabet.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def check_name(name: object, what: str = "deployment") -> str:
+    """Return ``name`` if it is a valid deployment or endpoint name, else raise InvalidInputError."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidInputError(
+            f"Invalid {what} name {name!r}: use 1 to 63 characters from letters, digits, '_', '.' and '-', "
+            "starting with a letter or a digit"
+        )
+    return name
+
+
+# --------------------------------------------------------------------------------------------------
+# Coercions: each takes (key, value) and returns the typed value or raises.
+# --------------------------------------------------------------------------------------------------
+
+
+def _bad(key: str, value: object, expected: str) -> InvalidInputError:
+    return InvalidInputError(f"Config key {key!r} must be {expected}, got {value!r}")
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[str, object], int]:
+    expected = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+
+    def coerce(key: str, value: object) -> int:
+        if isinstance(value, bool):
+            raise _bad(key, value, expected)
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise _bad(key, value, expected) from None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+            raise _bad(key, value, expected)
+        return value
+
+    return coerce
+
+
+def _seconds(key: str, value: object) -> float:
+    expected = "a positive number of seconds"
+    if isinstance(value, bool):
+        raise _bad(key, value, expected)
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise _bad(key, value, expected) from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise _bad(key, value, expected)
+    return float(value)
+
+
+def _boolean(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+        return value.strip().lower() in _TRUE_WORDS
+    raise _bad(key, value, "true or false")
+
+
+def _host(key: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(key, value, "an IP address or a host name")
+    host = value.strip()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host):
+            raise _bad(key, value, "an IP address or a host name") from None
+    return host
+
+
+def _log_level(key: str, value: object) -> str:
+    if isinstance(value, str) and value.strip().lower() in _LOG_LEVELS:
+        return value.strip().lower()
+    raise _bad(key, value, "one of " + ", ".join(_LOG_LEVELS))
+
+
+def _token(key: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+        raise InvalidInputError(f"Config key {key!r} must be a non-empty string without spaces")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One config key: its default, its coercion and the line ``target_help()`` prints for it."""
+
+    name: str
+    default: Any
+    coerce: Callable[[str, object], Any]
+    help: str
+
+
+_COMMON_KEYS = [
+    ConfigKey("host", "127.0.0.1", _host, "interface to listen on (default 127.0.0.1, this machine only)"),
+    ConfigKey("port", 0, _integer(0, 65535), "TCP port; 0 (the default) lets the process pick a free one"),
+    ConfigKey(
+        "max_request_bytes", 100 * 1024 * 1024, _integer(1), "largest request body accepted (default 100 MiB)"
+    ),
+    ConfigKey("request_timeout", 60.0, _seconds, "seconds one request may take before a 504 (default 60)"),
+    ConfigKey("startup_timeout", 120.0, _seconds, "seconds to wait for the process to serve (default 120)"),
+    ConfigKey(
+        "stop_timeout",
+        30.0,
+        _seconds,
+        "seconds a stopping process gets to finish in-flight requests before it is killed (default 30)",
+    ),
+    ConfigKey("log_level", "info", _log_level, "log level of the process: " + ", ".join(_LOG_LEVELS)),
+    ConfigKey("wait", True, _boolean, "false: create returns at once, without waiting until it serves"),
+]
+
+#: Every key a deployment's config accepts, by name.
+DEPLOYMENT_KEYS: dict[str, ConfigKey] = {
+    key.name: key
+    for key in [
+        *_COMMON_KEYS[:2],
+        ConfigKey("workers", 1, _integer(1, 64), "number of server worker processes (default 1)"),
+        *_COMMON_KEYS[2:],
+        ConfigKey(
+            "auth_token",
+            None,
+            _token,
+            "when set, the server requires 'Authorization: Bearer <token>' on /invocations; the token is "
+            "handed to the server in its environment, never written to disk",
+        ),
+    ]
+}
+
+#: Every key an endpoint's config accepts, by name.
+ENDPOINT_KEYS: dict[str, ConfigKey] = {
+    key.name: key
+    for key in [
+        ConfigKey(
+            "routes",
+            None,
+            lambda key, value: routes_from(value),
+            "list of {'deployment': name, 'traffic': percent}; percents add up to 100 (JSON text, or "
+            "'a:90,b:10' on the command line)",
+        ),
+        *_COMMON_KEYS,
+    ]
+}
+
+#: What update_endpoint may change on a running endpoint (the rest needs a new router process).
+ENDPOINT_UPDATABLE_KEYS = frozenset({"routes", "wait"})
+
+
+def _validated(config: Mapping[str, Any] | None, keys: Mapping[str, ConfigKey], what: str) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise InvalidInputError(f"The {what} config must be a dict, got {type(config).__name__}")
+    unknown = sorted(str(name) for name in config if name not in keys)
+    if unknown:
+        raise InvalidInputError(
+            f"Unknown {what} config key(s): {', '.join(unknown)}. Known keys: {', '.join(keys)}"
+        )
+    return {name: keys[name].coerce(name, value) for name, value in config.items()}
+
+
+def deployment_config(config: Mapping[str, Any] | None, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The full, typed config of a deployment: ``base`` (an earlier full config) or the defaults, with
+    the validated keys of ``config`` on top."""
+    given = _validated(config, DEPLOYMENT_KEYS, "deployment")
+    merged = {name: key.default for name, key in DEPLOYMENT_KEYS.items()}
+    if base:
+        merged.update({name: value for name, value in base.items() if name in DEPLOYMENT_KEYS})
+    merged.update(given)
+    return merged
+
+
+def endpoint_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The full, typed config of a new endpoint; ``routes`` is required."""
+    given = _validated(config, ENDPOINT_KEYS, "endpoint")
+    if not given.get("routes"):
+        raise InvalidInputError(
+            "An endpoint needs config key 'routes', e.g. {'routes': [{'deployment': 'a', 'traffic': 100}]}"
+        )
+    merged = {name: key.default for name, key in ENDPOINT_KEYS.items()}
+    merged.update(given)
+    return merged
+
+
+def endpoint_update(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The validated keys of an endpoint update (only ``routes`` and ``wait`` may change)."""
+    given = _validated(config, ENDPOINT_KEYS, "endpoint")
+    fixed = sorted(set(given) - ENDPOINT_UPDATABLE_KEYS)
+    if fixed:
+        raise InvalidInputError(
+            f"update_endpoint cannot change {', '.join(fixed)} of a running endpoint; delete it and create "
+            "it again with the new values"
+        )
+    return given
+
+
+def routes_from(value: object) -> list[dict[str, Any]]:
+    """Validate endpoint routes; returns ``[{"deployment": str, "traffic": float}, ...]``.
+
+    Accepts a list of dicts, JSON text holding one, or the short form ``"a:90,b:10"``. Percents are
+    numbers from 0 to 100 that add up to 100; a deployment appears once.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise InvalidInputError(f"Config key 'routes' is not valid JSON: {exc}") from exc
+        else:
+            value = [_short_route(part) for part in text.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InvalidInputError(
+            "Config key 'routes' must be a non-empty list of {'deployment': name, 'traffic': percent}, "
+            f"got {value!r}"
+        )
+    routes: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for route in value:
+        if not isinstance(route, Mapping):
+            raise InvalidInputError(f"Each route must be a dict with 'deployment' and 'traffic', got {route!r}")
+        unknown = sorted(set(route) - {"deployment", "traffic"})
+        if unknown:
+            raise InvalidInputError(f"Unknown route key(s) {', '.join(unknown)}: a route has 'deployment' and 'traffic'")
+        name = check_name(route.get("deployment"), "deployment")
+        if name in seen:
+            raise InvalidInputError(f"Deployment {name!r} appears twice in the routes")
+        seen.add(name)
+        traffic = route.get("traffic", 100 if len(value) == 1 else None)
+        traffic = _percent(traffic)
+        routes.append({"deployment": name, "traffic": traffic})
+    total = sum(route["traffic"] for route in routes)
+    if abs(total - 100.0) > 1e-6:
+        raise InvalidInputError(f"Route traffic must add up to 100, got {total:g}")
+    return routes
+
+
+def _short_route(part: str) -> dict[str, Any]:
+    name, sep, traffic = part.strip().partition(":")
+    if not sep:
+        raise InvalidInputError(f"Route {part.strip()!r} must read 'deployment:percent', as in 'a:90,b:10'")
+    return {"deployment": name.strip(), "traffic": traffic.strip()}
+
+
+def _percent(value: object) -> float:
+    expected = "a number from 0 to 100"
+    if isinstance(value, bool) or value is None:
+        raise InvalidInputError(f"Route traffic must be {expected}, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InvalidInputError(f"Route traffic must be {expected}, got {value!r}") from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 100:
+        raise InvalidInputError(f"Route traffic must be {expected}, got {value!r}")
+    return float(value)
+
+
+def masked_config(config: Mapping[str, Any], auth: bool) -> dict[str, Any]:
+    """A deployment config fit to show: the auth token, which is never stored, appears as ``***`` when
+    auth is on and as ``None`` when it is off."""
+    shown = {name: value for name, value in config.items() if name != "auth_token"}
+    shown["auth_token"] = "***" if auth else None
+    return shown
