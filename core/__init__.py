@@ -20,8 +20,10 @@ import logging as _logging
 
 from .api import get_deploy_client, get_deployments_target, run_local, set_deployments_target, target_help
 from .base import BaseDeploymentClient
+from .batch import BatchSummary, Progress, batch_predict, read_output
 from .errors import (
     AuthenticationError,
+    BadRowsError,
     ConflictError,
     DeploymentError,
     DeploymentFailedError,
@@ -52,6 +54,10 @@ __all__ = [
     "target_help",
     "list_targets",
     "register_target",
+    "batch_predict",
+    "read_output",
+    "BatchSummary",
+    "Progress",
     "BaseDeploymentClient",
     "PredictionsResponse",
     "State",
@@ -61,6 +67,7 @@ __all__ = [
     "UnknownTargetError",
     "PluginError",
     "InvalidInputError",
+    "BadRowsError",
     "NotFoundError",
     "ConflictError",
     "NotSupportedError",

@@ -14,6 +14,7 @@ The tree::
      |    +-- UnknownTargetError      no installed target has that name
      |    +-- PluginError             a plugin is installed but broken (what it lacks is in the message)
      +-- InvalidInputError            the request is wrong; asking again will not help (400)
+     |    +-- BadRowsError            batch scoring: the service rejected these input rows (``row_range``)
      +-- NotFoundError                the deployment or endpoint does not exist (404)
      +-- ConflictError                it exists already, or clashes with what exists (409)
      +-- NotSupportedError            the target does not offer this operation (also a NotImplementedError)
@@ -39,6 +40,7 @@ __all__ = [
     "UnknownTargetError",
     "PluginError",
     "InvalidInputError",
+    "BadRowsError",
     "NotFoundError",
     "ConflictError",
     "NotSupportedError",
@@ -125,6 +127,17 @@ class InvalidInputError(DeploymentError):
     """The request itself is wrong: bad arguments, bad config, bad payload."""
 
     default_error_code = "INVALID_PARAMETER_VALUE"
+
+
+class BadRowsError(InvalidInputError):
+    """Batch scoring stopped because the service rejected a range of input rows as bad input.
+
+    ``row_range`` is ``(first, last)``, both inclusive, counted from 0 in input order.
+    """
+
+    def __init__(self, message: str, *, row_range: tuple[int, int] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.row_range = row_range
 
 
 class NotFoundError(DeploymentError):

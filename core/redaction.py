@@ -39,7 +39,7 @@ _SHAPES = [
         re.compile(
             r"(?i)((?:access_?token|api_?key|apikey|auth_?token|token|password|passwd|secret|"
             r"client_secret|secret_access_key|aws_secret_access_key|session_token)['\"]?\s*[:=]\s*['\"]?)"
-            r"[^\s'\",&}]+"
+            r"[^\s'\",&}()\[\]<>;]+"
         ),
         r"\1" + MASK,
     ),

@@ -38,6 +38,7 @@ MLFLOW_ENTRY_POINT_GROUP = "mlflow.deployments"
 
 #: Built-in targets: name -> (module, the pip command that installs what the module needs, or None).
 BUILTIN_TARGETS: dict[str, tuple[str, str | None]] = {
+    "serving": ("deployflow.targets.serving", None),
     "local": ("deployflow.targets.local", None),
 }
 
@@ -217,6 +218,15 @@ def _client_classes(module: types.ModuleType) -> list[type]:
         for obj in vars(module).values()
         if _is_client_class(obj) and (obj.__module__ == prefix or obj.__module__.startswith(prefix + "."))
     ]
+    if not defined:
+        # A plugin module may import its one client from a sibling module of the same package; classes
+        # from other packages (a base class, another plugin's client) still never count.
+        top = prefix.split(".", 1)[0]
+        defined = [
+            obj
+            for obj in vars(module).values()
+            if _is_client_class(obj) and obj.__module__.split(".", 1)[0] == top
+        ]
     unique = list(dict.fromkeys(defined))
     # An intermediate base that the module's real client derives from is not a second client.
     return [cls for cls in unique if not any(other is not cls and issubclass(other, cls) for other in unique)]

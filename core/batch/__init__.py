@@ -1,0 +1,280 @@
+"""Batch scoring: :func:`batch_predict`.
+
+Score a DataFrame, a file (Parquet, CSV, JSON lines; fsspec URLs when fsspec is installed), an iterator of
+DataFrames or a Dask DataFrame against a deployment or endpoint, in chunks, several at a time, with
+bounded memory, rows kept in input order, and output written part by part so a killed job resumes
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import InvalidInputError
+from ..redaction import get_logger
+from ._output import PartWriter, chunk_fingerprint, format_of_output
+from ._runner import BatchSummary, ChunkScorer, Progress, run_chunks
+from ._sources import open_source
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..base import BaseDeploymentClient
+
+__all__ = ["batch_predict", "read_output", "BatchSummary", "Progress"]
+
+logger = get_logger(__name__)
+
+DEFAULT_CHUNK_SIZE = 2000
+DEFAULT_CONCURRENCY = 4
+ON_BAD_ROWS = ("raise", "isolate")
+
+
+def batch_predict(
+    client: BaseDeploymentClient | str,
+    inputs: Any,
+    *,
+    deployment_name: str | None = None,
+    endpoint: str | None = None,
+    output: str | os.PathLike[str] | None = None,
+    output_format: str | None = None,
+    input_format: str | None = None,
+    chunk_size: int | None = None,
+    concurrency: int | None = None,
+    feature_columns: list[str] | None = None,
+    keep_columns: list[str] | None = None,
+    prediction_column: str = "prediction",
+    params: dict[str, Any] | None = None,
+    on_bad_rows: str = "raise",
+    errors_path: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    overwrite: bool = False,
+    max_chunk_retries: int = 3,
+    retry_backoff: float = 1.0,
+    progress: bool | None = None,
+    progress_callback: Callable[[Progress], None] | None = None,
+) -> Any:
+    """Score ``inputs`` against ``deployment_name`` or ``endpoint`` of ``client``, chunk by chunk.
+
+    :param client: a deployment client, or a target URI to build one.
+    :param inputs: a pandas DataFrame; a path or URL of a Parquet, CSV or JSON-lines file; an iterable of
+        DataFrames; or a Dask DataFrame (scored on the cluster, see below).
+    :param output: ``None`` returns the scored rows as a DataFrame (its ``attrs["deployflow_summary"]``
+        holds the summary). A path is a directory of numbered parts plus ``_manifest.json``, written as
+        the job goes; its format comes from ``output_format`` or the path's suffix
+        (``scores.parquet``, ``scores.csv``, ``scores.jsonl``); the summary is returned.
+    :param chunk_size: rows per request (default 2000).
+    :param concurrency: requests in flight at once (default: the client's ``default_batch_concurrency``,
+        else 4). At most twice as many chunks are held in memory.
+    :param feature_columns: the input columns sent to the model (default: all).
+    :param keep_columns: the input columns copied to the output beside the predictions (default: all;
+        ``[]`` keeps none).
+    :param prediction_column: the name of a single-output prediction column; multi-output predictions
+        become ``<name>_0``, ``<name>_1``..., and record-style predictions keep their own names.
+    :param params: passed to the model with every request (MLflow's ``params``).
+    :param on_bad_rows: ``"raise"`` (default) stops at the first chunk the service rejects as bad input,
+        with the row range in the :class:`~deployflow.errors.BadRowsError`; ``"isolate"`` splits that
+        chunk until the bad rows are alone, scores the rest, and writes each bad row with the service's
+        message to the errors file (``<output>/_errors/`` or ``errors_path``).
+    :param resume: continue an interrupted job found in ``output`` (its input must be unchanged).
+    :param overwrite: discard what ``output`` holds and start over.
+    :param max_chunk_retries: retries of a chunk that still fails with a retryable error after the
+        transport's own retries.
+    :param progress: show a progress bar (default: only when stderr is a terminal).
+    :param progress_callback: called with a :class:`Progress` after each chunk.
+    :returns: a DataFrame (``output=None``), a :class:`BatchSummary` (``output`` given), or for a Dask
+        input a Dask DataFrame / a summary.
+    """
+    from ..api import get_deploy_client
+
+    if isinstance(client, str):
+        client = get_deploy_client(client)
+    if (deployment_name is None) == (endpoint is None):
+        raise InvalidInputError("Pass exactly one of deployment_name and endpoint")
+    target = {"deployment_name": deployment_name} if deployment_name is not None else {"endpoint": endpoint}
+    if on_bad_rows not in ON_BAD_ROWS:
+        raise InvalidInputError(f"on_bad_rows must be one of {ON_BAD_ROWS}, got {on_bad_rows!r}")
+    chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
+    concurrency = concurrency or getattr(client, "default_batch_concurrency", None) or DEFAULT_CONCURRENCY
+    for name, value in (("chunk_size", chunk_size), ("concurrency", concurrency)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(max_chunk_retries, int) or max_chunk_retries < 0:
+        raise InvalidInputError(f"max_chunk_retries must be an integer >= 0, got {max_chunk_retries!r}")
+    scorer = ChunkScorer(
+        client,
+        target,
+        feature_columns=feature_columns,
+        keep_columns=keep_columns,
+        prediction_column=prediction_column,
+        isolate_bad_rows=on_bad_rows == "isolate",
+        max_chunk_retries=max_chunk_retries,
+        retry_backoff=retry_backoff,
+        params=params,
+    )
+    if _is_dask(inputs):
+        from ._dask import batch_predict_dask
+
+        return batch_predict_dask(
+            client, inputs, scorer, output=output, output_format=output_format, chunk_size=chunk_size
+        )
+
+    out_path = os.fspath(output) if output is not None else None
+    if on_bad_rows == "isolate" and out_path is None and errors_path is None:
+        raise InvalidInputError("on_bad_rows='isolate' without output needs errors_path= for the rejected rows")
+    columns = None
+    if feature_columns is not None and keep_columns is not None:
+        columns = list(dict.fromkeys([*keep_columns, *feature_columns]))
+    source = open_source(inputs, chunk_size=chunk_size, input_format=input_format, columns=columns)
+    summary = BatchSummary(output_path=out_path)
+    started = time.monotonic()
+    writer: PartWriter | None = None
+    if out_path is not None:
+        fmt = format_of_output(out_path, output_format)
+        job = {
+            "input": source.description,
+            "input_bytes": source.size_bytes,
+            "chunk_size": chunk_size,
+            "format": fmt,
+            "target": getattr(client, "target_uri", None),
+            **target,
+            "feature_columns": feature_columns,
+            "keep_columns": keep_columns,
+            "prediction_column": prediction_column,
+            "params": params,
+            "on_bad_rows": on_bad_rows,
+        }
+        writer = PartWriter(out_path, fmt, job=_json_safe(job), resume=resume, overwrite=overwrite)
+        summary.errors_path = writer.errors_path() if on_bad_rows == "isolate" else None
+    else:
+        summary.errors_path = os.fspath(errors_path) if errors_path is not None else None
+    collected: list[pd.DataFrame] = []
+    errors: list[dict[str, Any]] = []
+    bar = _progress_bar(progress, source.total_rows)
+    fingerprints: dict[int, str] = {}
+
+    def skip(chunk: Any) -> bool:
+        if writer is None:
+            return False
+        fingerprint = chunk_fingerprint(chunk.frame)
+        if writer.finished(chunk.index) is not None:
+            entry = writer.check_unchanged(chunk.index, fingerprint)
+            summary.resumed_chunks += 1
+            summary.failed_rows += entry["failed_rows"]
+            return True
+        fingerprints[chunk.index] = fingerprint
+        return False
+
+    def deliver(result: Any) -> None:
+        chunk = result.chunk
+        if writer is not None:
+            writer.commit(chunk.index, chunk.start, len(chunk.frame), fingerprints.pop(chunk.index), result.frame, result.errors)
+        else:
+            collected.append(result.frame)
+            errors.extend(result.errors)
+        summary.failed_rows += len(result.errors)
+
+    def on_progress(chunk: Any, failed: int) -> None:
+        summary.rows += len(chunk.frame)
+        summary.chunks += 1
+        summary.seconds = time.monotonic() - started
+        if bar is not None:
+            bar.update(len(chunk.frame))
+        if progress_callback is not None:
+            progress_callback(Progress(summary.rows, source.total_rows, summary.chunks, summary.failed_rows, summary.seconds))
+
+    try:
+        run_chunks(
+            source.chunks(chunk_size),
+            scorer,
+            concurrency=concurrency,
+            skip=skip,
+            deliver=deliver,
+            on_progress=on_progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    summary.seconds = time.monotonic() - started
+    if writer is not None:
+        writer.complete(summary.rows, summary.chunks)
+    elif errors and summary.errors_path:
+        _write_errors(summary.errors_path, errors)
+    logger.info(
+        "Scored %d rows in %d chunks in %.1f s (%.0f rows/s); %d rejected",
+        summary.rows, summary.chunks, summary.seconds, summary.rows_per_second, summary.failed_rows,
+    )
+    if writer is not None:
+        return summary
+    return _result_frame(collected, inputs, summary, prediction_column, keep_columns)
+
+
+def read_output(path: str | os.PathLike[str], output_format: str | None = None) -> pd.DataFrame:
+    """Read a batch output directory back as one DataFrame, parts in order (errors and manifest left out)."""
+    import glob
+
+    import pandas as pd
+
+    from ._output import format_of_output
+
+    path = os.fspath(path)
+    fmt = format_of_output(path, output_format)
+    files = sorted(glob.glob(os.path.join(path, "part[-.]*")), key=_part_number)
+    if not files:
+        raise InvalidInputError(f"{path!r} holds no output parts")
+    if fmt == "parquet":
+        frames = [pd.read_parquet(f) for f in files]
+    elif fmt == "csv":
+        frames = [pd.read_csv(f) for f in files]
+    else:
+        frames = [pd.read_json(f, lines=True) for f in files]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _part_number(path: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in os.path.basename(path) if ch.isdigit())
+    return (int(digits) if digits else -1, path)
+
+
+def _result_frame(collected: list[pd.DataFrame], inputs: Any, summary: BatchSummary, column: str, keep: list[str] | None) -> pd.DataFrame:
+    import pandas as pd
+
+    if collected:
+        frame = pd.concat(collected) if len(collected) > 1 else collected[0]
+    else:
+        frame = pd.DataFrame({column: pd.Series(dtype="float64")})
+    if not isinstance(inputs, pd.DataFrame):
+        frame = frame.reset_index(drop=True)
+    frame.attrs["deployflow_summary"] = summary.to_dict()
+    return frame
+
+
+def _write_errors(path: str, errors: list[dict[str, Any]]) -> None:
+    import orjson
+
+    from ._output import atomic_write
+
+    atomic_write(path, b"".join(orjson.dumps(e, default=str) + b"\n" for e in errors))
+
+
+def _json_safe(value: Any) -> Any:
+    import orjson
+
+    return orjson.loads(orjson.dumps(value, default=str))
+
+
+def _is_dask(inputs: Any) -> bool:
+    return type(inputs).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(inputs, "map_partitions")
+
+
+def _progress_bar(progress: bool | None, total: int | None) -> Any:
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="rows", unit_scale=True, desc="batch_predict", file=sys.stderr)

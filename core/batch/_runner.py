@@ -1,0 +1,286 @@
+"""Scoring chunks concurrently, in order, with bounded memory and bounded retries."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import BadRowsError, DeploymentError, InvalidInputError
+from ..redaction import get_logger
+from ._sources import Chunk
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..base import BaseDeploymentClient
+
+__all__ = ["BatchSummary", "ChunkScorer", "run_chunks", "Progress"]
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class BatchSummary:
+    """What a batch job did. ``to_dict()`` is small and JSON-safe, for XCom and Prefect results."""
+
+    rows: int = 0
+    chunks: int = 0
+    failed_rows: int = 0
+    resumed_chunks: int = 0
+    seconds: float = 0.0
+    output_path: str | None = None
+    errors_path: str | None = None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        return data
+
+
+@dataclass
+class Progress:
+    """Handed to the progress callback after each chunk."""
+
+    rows_done: int
+    rows_total: int | None
+    chunks_done: int
+    failed_rows: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_done / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        return data
+
+
+@dataclass
+class ChunkResult:
+    chunk: Chunk
+    frame: pd.DataFrame
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ChunkScorer:
+    """Scores one chunk: bounded retries of retryable failures, bisection of rejected rows when asked."""
+
+    def __init__(
+        self,
+        client: BaseDeploymentClient,
+        target: dict[str, Any],
+        *,
+        feature_columns: list[str] | None,
+        keep_columns: list[str] | None,
+        prediction_column: str,
+        isolate_bad_rows: bool,
+        max_chunk_retries: int,
+        retry_backoff: float,
+        params: dict[str, Any] | None,
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.feature_columns = feature_columns
+        self.keep_columns = keep_columns
+        self.prediction_column = prediction_column
+        self.isolate_bad_rows = isolate_bad_rows
+        self.max_chunk_retries = max_chunk_retries
+        self.retry_backoff = retry_backoff
+        self.params = params
+
+    def score(self, chunk: Chunk) -> ChunkResult:
+        frame = chunk.frame
+        errors: list[dict[str, Any]] = []
+        if self.isolate_bad_rows:
+            good = self._bisect(frame, chunk.start, errors)
+            predictions = _concat([p for _, p in good], self.prediction_column) if good else None
+            positions = [i for span, _ in good for i in span]
+        else:
+            predictions = self._predict(frame, chunk.start)
+            positions = None
+        kept = frame if self.keep_columns is None else frame[self.keep_columns]
+        if positions is not None:
+            kept = kept.iloc[positions]
+        return ChunkResult(chunk, _join(kept, predictions, self.prediction_column), errors)
+
+    def _predict(self, frame: pd.DataFrame, start: int) -> pd.DataFrame:
+        features = frame if self.feature_columns is None else frame[self.feature_columns]
+        inputs: Any = features
+        if self.params:
+            from ..payloads import dataframe_to_split
+
+            inputs = {"dataframe_split": dataframe_to_split(features), "params": self.params}
+        attempt = 0
+        while True:
+            try:
+                response = self.client.predict(inputs=inputs, **self.target)
+                break
+            except DeploymentError as exc:
+                stop = start + len(frame) - 1
+                if exc.retryable and attempt < self.max_chunk_retries:
+                    attempt += 1
+                    delay = self.retry_backoff * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+                    logger.warning(
+                        "Rows %d-%d failed (%s); retrying the chunk in %.1f s (retry %d of %d)",
+                        start, stop, exc, delay, attempt, self.max_chunk_retries,
+                    )
+                    time.sleep(delay)
+                    continue
+                if isinstance(exc, InvalidInputError):
+                    raise BadRowsError(
+                        f"The service rejected input rows {start}-{stop}: {exc}",
+                        row_range=(start, stop),
+                        error_code=exc.error_code,
+                        status_code=exc.status_code,
+                    ) from exc
+                # Same class (so callers' retry decisions hold), with the rows in the message.
+                raise type(exc)(
+                    f"Scoring input rows {start}-{stop} failed after {attempt + 1} attempt(s): {exc}",
+                    error_code=exc.error_code,
+                    status_code=exc.status_code,
+                ) from exc
+        return predictions_frame(response, len(frame), self.prediction_column, start)
+
+    def _bisect(self, frame: pd.DataFrame, start: int, errors: list[dict[str, Any]]) -> list[tuple[range, pd.DataFrame]]:
+        """Score ``frame``; on a bad-input rejection split it in halves until the bad rows are alone."""
+        good: list[tuple[range, pd.DataFrame]] = []
+        stack = [(0, len(frame))]
+        while stack:
+            lo, hi = stack.pop()
+            part = frame.iloc[lo:hi]
+            try:
+                good.append((range(lo, hi), self._predict(part, start + lo)))
+            except BadRowsError as exc:
+                if hi - lo == 1:
+                    cause = exc.__cause__ if isinstance(exc.__cause__, DeploymentError) else exc
+                    errors.append(
+                        {
+                            "row": start + lo,
+                            "error_code": cause.error_code,
+                            "status_code": cause.status_code,
+                            "message": str(cause),
+                            "input": _row_dict(part),
+                        }
+                    )
+                    continue
+                mid = (lo + hi) // 2
+                stack.append((mid, hi))  # popped second: halves are scored left to right
+                stack.append((lo, mid))
+        good.sort(key=lambda item: item[0].start)
+        return good
+
+
+def _row_dict(frame: pd.DataFrame) -> dict[str, Any]:
+    import orjson
+
+    # Through orjson so numpy scalars and timestamps become plain JSON values.
+    return orjson.loads(frame.to_json(orient="records", date_format="iso"))[0]
+
+
+def predictions_frame(response: Any, rows: int, column: str, start: int = 0) -> pd.DataFrame:
+    """Turn a scoring answer into one output row per input row.
+
+    A list of scalars becomes ``column``; a list of lists becomes ``column_0``, ``column_1``...; a list of
+    objects (records) or an object of columns keeps its keys as column names.
+    """
+    import pandas as pd
+
+    predictions = response.get("predictions", response) if isinstance(response, dict) else response
+    if isinstance(predictions, dict):
+        frame = pd.DataFrame(predictions)
+    elif isinstance(predictions, list) and predictions and isinstance(predictions[0], dict):
+        frame = pd.DataFrame.from_records(predictions)
+    elif isinstance(predictions, list) and predictions and isinstance(predictions[0], (list, tuple)):
+        frame = pd.DataFrame(predictions)
+        frame.columns = [f"{column}_{i}" for i in range(frame.shape[1])]
+    else:
+        frame = pd.DataFrame({column: predictions})
+    if len(frame) != rows:
+        raise InvalidInputError(
+            f"The service returned {len(frame)} predictions for the {rows} input rows {start}-{start + rows - 1}; "
+            "expected one per row"
+        )
+    return frame
+
+
+def _concat(frames: list[pd.DataFrame], column: str) -> pd.DataFrame:
+    import pandas as pd
+
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _join(kept: pd.DataFrame, predictions: pd.DataFrame | None, column: str) -> pd.DataFrame:
+    import pandas as pd
+
+    if predictions is None:
+        return kept.iloc[0:0].assign(**{column: pd.Series(dtype="float64")})
+    predictions = predictions.set_axis(kept.index)
+    clashes = [c for c in predictions.columns if c in kept.columns]
+    if clashes:
+        predictions = predictions.rename(columns={c: f"{c}_prediction" for c in clashes})
+    if kept.shape[1] == 0:
+        return predictions
+    return pd.concat([kept, predictions], axis=1)
+
+
+def run_chunks(
+    chunks: Any,
+    scorer: ChunkScorer,
+    *,
+    concurrency: int,
+    skip: Callable[[Chunk], bool],
+    deliver: Callable[[ChunkResult], None],
+    on_progress: Callable[[Chunk, int], None],
+) -> None:
+    """Score ``chunks`` with ``concurrency`` threads and hand results to ``deliver`` in input order.
+
+    At most ``2 * concurrency`` chunks are read ahead of the oldest unfinished one, so memory stays
+    bounded however long the input is. The first failure cancels what has not started and propagates.
+    """
+    in_flight: deque[Future[ChunkResult]] = deque()
+    limit = max(1, 2 * concurrency)
+    stop = threading.Event()
+
+    def task(chunk: Chunk) -> ChunkResult:
+        if stop.is_set():
+            raise _Cancelled()
+        return scorer.score(chunk)
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deployflow-batch") as pool:
+        try:
+            for chunk in chunks:
+                if skip(chunk):
+                    on_progress(chunk, 0)
+                    continue
+                in_flight.append(pool.submit(task, chunk))
+                while len(in_flight) >= limit:
+                    _deliver_oldest(in_flight, deliver, on_progress)
+            while in_flight:
+                _deliver_oldest(in_flight, deliver, on_progress)
+        except BaseException:
+            stop.set()
+            for future in in_flight:
+                future.cancel()
+            raise
+
+
+def _deliver_oldest(in_flight: deque, deliver: Callable[[ChunkResult], None], on_progress: Callable[[Chunk, int], None]) -> None:
+    result = in_flight.popleft().result()
+    deliver(result)
+    on_progress(result.chunk, len(result.errors))
+
+
+class _Cancelled(Exception):
+    pass

@@ -1,0 +1,127 @@
+"""The ``serving`` target: a model server that speaks MLflow's scoring protocol, somewhere on the network.
+
+URIs: ``serving+http://host:port`` and ``serving+https://host[:port][/prefix]``. The server may be a model
+container, ``mlflow models serve``, or a ``local``-target server on another machine. It serves one model,
+so the deployment name in calls is only a label; creating, updating and deleting are the business of
+whoever runs the server and raise :class:`~deployflow.errors.NotSupportedError` here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..base import BaseDeploymentClient
+from ..errors import DeploymentError, NotSupportedError, TargetError
+from ..payloads import decode_response, encode_request
+from ..predictions import PredictionsResponse
+from ..redaction import register_secret
+from ..status import State, Status
+from ..transport import HttpSettings, HttpTransport
+
+__all__ = ["ServingDeploymentClient", "run_local", "target_help"]
+
+_OPTIONS = frozenset({"auth_token", "headers"})
+
+
+class ServingDeploymentClient(BaseDeploymentClient):
+    """Predict against one remote MLflow-protocol scoring server; status from its ``/ping``.
+
+    Options: ``auth_token`` (sent as ``Authorization: Bearer``), ``headers`` (extra headers), and the
+    HTTP settings of :class:`~deployflow.transport.HttpSettings` (timeouts, retries).
+    """
+
+    def __init__(self, target_uri: str, **options: Any) -> None:
+        super().__init__(target_uri, **options)
+        scheme, _, rest = target_uri.partition("+")
+        parts = urlsplit(rest)
+        if scheme != "serving" or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise TargetError(
+                f"{target_uri!r} is not a serving target URI: use serving+http://host:port or serving+https://host"
+            )
+        settings_options, own = HttpSettings.split_options(options)
+        unknown = sorted(set(own) - _OPTIONS)
+        if unknown:
+            from ..errors import InvalidInputError
+
+            raise InvalidInputError(
+                f"Unknown option(s) for the serving target: {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(_OPTIONS | HttpSettings.OPTION_NAMES))}"
+            )
+        headers = dict(own.get("headers") or {})
+        token = own.get("auth_token")
+        if token:
+            register_secret(token)
+            headers["Authorization"] = f"Bearer {token}"
+        self.url = rest.rstrip("/")
+        self._transport = HttpTransport(self.url, settings=HttpSettings.from_options(settings_options), headers=headers)
+
+    #: Most scoring servers run one worker per core; a few requests in flight keep it busy.
+    default_batch_concurrency = 4
+
+    def predict(self, deployment_name: str | None = None, inputs: Any = None, endpoint: str | None = None) -> PredictionsResponse:
+        """POST ``inputs`` to ``/invocations`` (DataFrame, array, dict, list or a pre-encoded body)."""
+        body, content_type = encode_request(inputs)
+        response = self._transport.request(
+            "POST", "/invocations", data=body, headers={"Content-Type": content_type}, kind="predict"
+        )
+        return decode_response(response.content)
+
+    def deployment_status(self, name: str, endpoint: str | None = None) -> Status:
+        try:
+            self._transport.request("GET", "/ping", retry=False)
+        except DeploymentError as exc:
+            if exc.retryable:  # not up (yet): the wait keeps polling
+                return Status(State.PENDING, reason=str(exc))
+            return Status(State.FAILED, reason=str(exc))
+        return Status(State.READY)
+
+    def get_deployment(self, name: str, endpoint: str | None = None) -> dict[str, Any]:
+        status = self.deployment_status(name)
+        return {"name": name, "url": self.url, "state": status.state.value, "reason": status.reason}
+
+    def list_deployments(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        return [self.get_deployment(urlsplit(self.url).netloc)]
+
+    def create_deployment(self, name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
+        raise NotSupportedError(_read_only("create_deployment"))
+
+    def update_deployment(self, name: str, model_uri: str | None = None, flavor: str | None = None, config: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
+        raise NotSupportedError(_read_only("update_deployment"))
+
+    def delete_deployment(self, name: str, config: dict[str, Any] | None = None, endpoint: str | None = None) -> None:
+        raise NotSupportedError(_read_only("delete_deployment"))
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+def _read_only(method: str) -> str:
+    return (
+        f"{method} is not supported by the serving target: it scores against a server someone else runs. "
+        "Use the target that manages that server (for example 'local') to change it."
+    )
+
+
+def run_local(name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None) -> None:
+    raise NotSupportedError("run_local is not supported by the serving target; use the 'local' target")
+
+
+def target_help() -> str:
+    return """Target 'serving': a remote server speaking MLflow's scoring protocol (/ping, /invocations).
+
+URIs
+  serving+http://HOST:PORT           for example serving+http://10.0.0.5:5000
+  serving+https://HOST[:PORT][/PATH]
+
+What works
+  predict (any deployment name; the server serves one model), get/list deployments and
+  deployment_status (READY when /ping answers), wait_for_deployment.
+  create/update/delete raise NotSupportedError: manage the server with the target that runs it.
+
+Options (get_deploy_client(uri, **options))
+  auth_token   sent as 'Authorization: Bearer <token>'
+  headers      extra HTTP headers, a dict
+  timeout, predict_timeout, total_timeout, predict_total_timeout, connect_timeout, max_retries,
+  backoff_factor, backoff_max, retry_on_timeout, verify, pool_maxsize   HTTP settings
+"""

@@ -1,0 +1,319 @@
+"""batch_predict against real local-target servers: order, formats, faults, resume, bad rows, Dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import deployflow
+from deployflow import BadRowsError, ConflictError, InvalidInputError, batch_predict, get_deploy_client, read_output
+from support.fault_proxy import FaultProxy
+
+MODELS = Path(__file__).resolve().parent / "support" / "batch_models.py"
+
+
+def model(name: str) -> str:
+    return f"python:{MODELS}:{name}"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("batch-home")
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    client = get_deploy_client(f"local://{home}")
+    for name in ("linear", "two_outputs", "records", "picky", "slow_linear"):
+        client.create_deployment(name, model(name))
+    yield client
+    for deployment in client.list_deployments():
+        client.delete_deployment(deployment["name"])
+
+
+def frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "id": np.arange(rows, dtype="int64"),
+            "a": rng.normal(size=rows).round(6) + 5,
+            "b": rng.integers(0, 100, size=rows).astype("float64"),
+        }
+    )
+
+
+def expected_linear(df: pd.DataFrame) -> np.ndarray:
+    return (df["a"] * 2 + df["b"]).to_numpy()
+
+
+def single_predict(client, name: str, df: pd.DataFrame) -> list:
+    return client.predict(name, df[["a", "b"]])["predictions"]
+
+
+def test_dataframe_order_and_content_equal_a_single_predict(client):
+    df = frame(5003)
+    df.index = df.index + 1000  # a user's index survives
+    out = batch_predict(client, df, deployment_name="linear", chunk_size=400, concurrency=3, feature_columns=["a", "b"])
+    assert list(out.index) == list(df.index)
+    assert list(out.columns) == ["id", "a", "b", "prediction"]
+    np.testing.assert_allclose(out["prediction"].to_numpy(), single_predict(client, "linear", df))
+    pd.testing.assert_frame_equal(out[["id", "a", "b"]], df)
+    summary = out.attrs["deployflow_summary"]
+    assert summary["rows"] == 5003 and summary["chunks"] == 13 and summary["failed_rows"] == 0
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_file_inputs_and_outputs(client, tmp_path, fmt):
+    df = frame(2501, seed=1)
+    source = tmp_path / f"input.{fmt}"
+    if fmt == "parquet":
+        df.to_parquet(source, row_group_size=700)
+    elif fmt == "csv":
+        df.to_csv(source, index=False)
+    else:
+        df.to_json(source, orient="records", lines=True)
+    expected = single_predict(client, "linear", df)
+
+    in_memory = batch_predict(client, str(source), deployment_name="linear", chunk_size=300, feature_columns=["a", "b"])
+    np.testing.assert_allclose(in_memory["prediction"].to_numpy(), expected)
+    assert in_memory["id"].tolist() == list(range(2501))
+
+    out_dir = tmp_path / f"scores.{fmt}"
+    summary = batch_predict(
+        client, source, deployment_name="linear", output=out_dir, chunk_size=300, feature_columns=["a", "b"], keep_columns=["id"]
+    )
+    assert summary.rows == 2501 and summary.chunks == 9 and summary.output_path == str(out_dir)
+    written = read_output(out_dir)
+    assert written["id"].tolist() == list(range(2501))
+    np.testing.assert_allclose(written["prediction"].to_numpy(), expected)
+    manifest = json.loads((out_dir / "_manifest.json").read_text())
+    assert manifest["complete"] is True and len(manifest["parts"]) == 9
+
+
+def test_iterator_of_frames_of_any_sizes_is_rechunked(client):
+    df = frame(1000, seed=2)
+    pieces = [df.iloc[0:1], df.iloc[1:333], df.iloc[333:334], df.iloc[334:1000]]
+    chunk_rows = []
+    out = batch_predict(
+        client,
+        iter(pieces),
+        deployment_name="linear",
+        chunk_size=250,
+        feature_columns=["a", "b"],
+        progress_callback=lambda p: chunk_rows.append(p.rows_done),
+    )
+    assert out["id"].tolist() == list(range(1000))
+    np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(df))
+    assert chunk_rows == [250, 500, 750, 1000]
+
+
+def test_multi_output_and_record_predictions_become_columns(client):
+    df = frame(600, seed=3)
+    two = batch_predict(client, df, deployment_name="two_outputs", chunk_size=100, feature_columns=["a", "b"], keep_columns=[])
+    assert list(two.columns) == ["prediction_0", "prediction_1"]
+    np.testing.assert_allclose(two["prediction_1"].to_numpy(), df["b"].to_numpy() * 10)
+    named = batch_predict(client, df, deployment_name="records", chunk_size=100, feature_columns=["a", "b"], keep_columns=["id"])
+    assert list(named.columns) == ["id", "label", "score"]
+    assert named["label"].tolist() == ["pos" if a > 0 else "neg" for a in df["a"]]
+
+
+def test_bad_rows_stop_the_job_with_the_row_range_by_default(client):
+    df = frame(1000, seed=4)
+    df.loc[617, "a"] = -1.0
+    with pytest.raises(BadRowsError) as info:
+        batch_predict(client, df, deployment_name="picky", chunk_size=200, concurrency=1, feature_columns=["a", "b"])
+    assert info.value.row_range == (600, 799)
+    assert "rows 600-799" in str(info.value)
+    assert "negative" in str(info.value)
+
+
+def test_bad_rows_isolated_into_the_errors_file(client, tmp_path):
+    df = frame(1000, seed=5)
+    bad = [3, 404, 405, 999]
+    df.loc[bad, "a"] = -1.0
+    out_dir = tmp_path / "picky.parquet"
+    summary = batch_predict(
+        client, df, deployment_name="picky", output=out_dir, chunk_size=128, feature_columns=["a", "b"], on_bad_rows="isolate"
+    )
+    assert summary.failed_rows == 4 and summary.rows == 1000
+    written = read_output(out_dir)
+    assert written["id"].tolist() == [i for i in range(1000) if i not in bad]
+    errors = [json.loads(line) for f in sorted((out_dir / "_errors").iterdir()) for line in f.read_text().splitlines()]
+    assert [e["row"] for e in errors] == bad
+    assert all(e["status_code"] == 400 and "negative" in e["message"] for e in errors)
+    assert errors[0]["input"]["id"] == 3 and errors[0]["input"]["a"] == -1.0
+
+
+def test_isolate_without_output_needs_an_errors_path(client, tmp_path):
+    df = frame(50)
+    df.loc[7, "a"] = -2.0
+    with pytest.raises(InvalidInputError, match="errors_path"):
+        batch_predict(client, df, deployment_name="picky", on_bad_rows="isolate")
+    errors_file = tmp_path / "bad.jsonl"
+    out = batch_predict(client, df, deployment_name="picky", chunk_size=16, on_bad_rows="isolate", errors_path=errors_file, feature_columns=["a", "b"])
+    assert 7 not in out["id"].tolist() and len(out) == 49
+    assert [json.loads(line)["row"] for line in errors_file.read_text().splitlines()] == [7]
+
+
+def test_faults_between_client_and_server_lose_and_duplicate_nothing(client, tmp_path):
+    df = frame(6000, seed=6)
+    clean = batch_predict(client, df, deployment_name="linear", chunk_size=200, feature_columns=["a", "b"])
+    upstream = client.get_deployment("linear")["url"]
+    with FaultProxy(upstream, every={3: "503", 5: "reset", 7: "slow"}) as proxy:
+        remote = get_deploy_client(f"serving+{proxy.url}", backoff_factor=0.05, backoff_max=0.5, max_retries=8)
+        restarted = threading.Event()
+
+        def restart_midway():
+            while proxy.requests < 12:
+                time.sleep(0.01)
+            proxy.upstream = None  # the server goes away...
+            client.delete_deployment("linear")
+            client.create_deployment("linear", model("linear"))
+            proxy.upstream = client.get_deployment("linear")["url"]  # ...and comes back on a new port
+            restarted.set()
+
+        thread = threading.Thread(target=restart_midway)
+        thread.start()
+        out_dir = tmp_path / "faulty.parquet"
+        summary = batch_predict(
+            remote, df, deployment_name="linear", output=out_dir, chunk_size=200, concurrency=3,
+            feature_columns=["a", "b"], retry_backoff=0.05,
+        )
+        thread.join()
+    assert restarted.is_set()
+    assert proxy.faults.get("503") and proxy.faults.get("reset") and proxy.faults.get("slow")
+    written = read_output(out_dir)
+    pd.testing.assert_frame_equal(written, clean.reset_index(drop=True))
+    assert summary.rows == 6000 and summary.failed_rows == 0
+    # Every chunk reached the model exactly once with success: nothing lost, nothing scored twice.
+    assert proxy.forwarded == 30
+
+
+JOB = textwrap.dedent(
+    """
+    import sys
+    from deployflow import batch_predict, get_deploy_client
+    client = get_deploy_client(sys.argv[1])
+    summary = batch_predict(client, sys.argv[2], deployment_name="slow_linear", output=sys.argv[3],
+                            chunk_size=100, concurrency=2, feature_columns=["a", "b"])
+    print(summary.to_dict())
+    """
+)
+
+
+def test_killed_job_resumes_to_the_same_output(client, home, tmp_path):
+    df = frame(4000, seed=7)
+    source = tmp_path / "input.parquet"
+    df.to_parquet(source, row_group_size=512)
+    out_dir = tmp_path / "resumed.parquet"
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    proc = subprocess.Popen([sys.executable, str(script), f"local://{home}", str(source), str(out_dir)])
+    manifest = out_dir / "_manifest.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if manifest.exists() and len(json.loads(manifest.read_text())["parts"]) >= 8:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(json.loads(manifest.read_text())["parts"])
+    assert 8 <= done_before < 40, "the job was not killed part way"
+
+    summary = batch_predict(client, source, deployment_name="slow_linear", output=out_dir, chunk_size=100, concurrency=2, feature_columns=["a", "b"])
+    assert summary.resumed_chunks >= done_before and summary.rows == 4000
+    resumed = read_output(out_dir)
+    clean = batch_predict(client, df, deployment_name="linear", chunk_size=100, feature_columns=["a", "b"])
+    pd.testing.assert_frame_equal(resumed, clean)
+    assert not [p for p in out_dir.iterdir() if p.name.startswith(".tmp-")]
+
+    # The same output with a changed input: refused, unless told to start over.
+    changed = df.copy()
+    changed.loc[150, "b"] += 1
+    changed.to_parquet(source, row_group_size=512)
+    with pytest.raises(ConflictError, match="input changed"):
+        batch_predict(client, source, deployment_name="slow_linear", output=out_dir, chunk_size=100, feature_columns=["a", "b"])
+    again = batch_predict(client, source, deployment_name="linear", output=out_dir, chunk_size=100, feature_columns=["a", "b"], overwrite=True)
+    assert again.resumed_chunks == 0
+    assert read_output(out_dir)["b"][150] == df["b"][150] + 1
+
+
+def test_other_settings_refuse_to_resume(client, tmp_path):
+    df = frame(300)
+    out_dir = tmp_path / "o.csv"
+    batch_predict(client, df, deployment_name="linear", output=out_dir, chunk_size=100, feature_columns=["a", "b"])
+    with pytest.raises(ConflictError, match="chunk_size"):
+        batch_predict(client, df, deployment_name="linear", output=out_dir, chunk_size=50, feature_columns=["a", "b"])
+    with pytest.raises(ConflictError, match="resume=True"):
+        batch_predict(client, df, deployment_name="linear", output=out_dir, chunk_size=100, feature_columns=["a", "b"], resume=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "exactly one of deployment_name and endpoint"),
+        ({"deployment_name": "linear", "endpoint": "e"}, "exactly one"),
+        ({"deployment_name": "linear", "chunk_size": 0}, "chunk_size"),
+        ({"deployment_name": "linear", "concurrency": -1}, "concurrency"),
+        ({"deployment_name": "linear", "on_bad_rows": "ignore"}, "on_bad_rows"),
+    ],
+)
+def test_bad_arguments(client, kwargs, message):
+    with pytest.raises(InvalidInputError, match=message):
+        batch_predict(client, frame(10), **kwargs)
+
+
+def test_bad_inputs(client, tmp_path):
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        batch_predict(client, tmp_path / "missing.parquet", deployment_name="linear")
+    (tmp_path / "data.xlsx").write_text("x")
+    with pytest.raises(InvalidInputError, match="format"):
+        batch_predict(client, tmp_path / "data.xlsx", deployment_name="linear")
+    with pytest.raises(InvalidInputError, match="Cannot batch-score"):
+        batch_predict(client, 42, deployment_name="linear")
+    with pytest.raises(InvalidInputError, match="not a DataFrame"):
+        batch_predict(client, iter([frame(3), "oops"]), deployment_name="linear")
+
+
+def test_dask_dataframe_on_a_local_cluster(client, home, tmp_path):
+    dd = pytest.importorskip("dask.dataframe")
+    distributed = pytest.importorskip("distributed")
+    df = frame(3000, seed=8)
+    ddf = dd.from_pandas(df, npartitions=6)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as dask_client:
+            assert len(dask_client.scheduler_info()["workers"]) == 2
+            scored = batch_predict(client, ddf, deployment_name="linear", chunk_size=200, feature_columns=["a", "b"])
+            result = scored.compute()
+            expected = batch_predict(client, df, deployment_name="linear", chunk_size=200, feature_columns=["a", "b"])
+            pd.testing.assert_frame_equal(result, expected)
+            out_dir = tmp_path / "dask.parquet"
+            summary = batch_predict(client, ddf, deployment_name="linear", output=out_dir, feature_columns=["a", "b"])
+            assert summary.rows == 3000
+            assert read_output(out_dir)["id"].tolist() == list(range(3000))
+
+
+def test_dask_workers_get_no_secret_options():
+    from deployflow.batch._dask import ClientSpec
+
+    class Fake:
+        target_uri = "serving+http://127.0.0.1:1"
+        options = {"auth_token": "very-secret-token", "timeout": 5, "api_key": "k" * 10}
+
+    spec = ClientSpec.from_client(Fake())
+    assert dict(spec.options) == {"timeout": 5}
+    assert spec.withheld == ("api_key", "auth_token")
+    import pickle
+
+    assert b"very-secret-token" not in pickle.dumps(spec)
