@@ -1,0 +1,1 @@
+"""An Airflow provider for deployflow (``pip install 'deployflow[airflow]'``)."""

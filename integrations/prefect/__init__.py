@@ -1,0 +1,1 @@
+"""Prefect tasks and a credentials block for deployflow (``pip install 'deployflow[prefect]'``)."""
