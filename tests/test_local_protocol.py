@@ -194,6 +194,14 @@ def test_model_exception_is_400_bad_request_like_mlflow(session, server):
     assert "ValueError: no such feature f9" in error["message"]
 
 
+def test_unencodable_predictions_are_500(session, server):
+    response = post(session, server, json.dumps({"inputs": [1], "params": {"unencodable": True}}), "application/json")
+    assert response.status_code == 500
+    error = response.json()
+    assert error["error_code"] == "INTERNAL_ERROR"
+    assert "cannot be written as JSON" in error["message"]
+
+
 def test_slow_model_is_504_and_the_server_keeps_serving(session, server):
     slow = json.dumps({"inputs": [1], "params": {"sleep": TIME_LIMIT + 0.5}})
     response = post(session, server, slow, "application/json")
@@ -314,7 +322,7 @@ def test_huge_declared_length_is_refused_before_reading(server):
     assert b"RESOURCE_LIMIT_EXCEEDED" in answer
 
 
-def chunked_request(body: bytes, chunk: int = 500) -> bytes:
+def chunked_request(body: bytes, chunk: int = 500, finish: bool = True) -> bytes:
     head = (
         "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Authorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -323,7 +331,8 @@ def chunked_request(body: bytes, chunk: int = 500) -> bytes:
     for start in range(0, len(body), chunk):
         part = body[start : start + chunk]
         pieces.append(b"%x\r\n" % len(part) + part + b"\r\n")
-    pieces.append(b"0\r\n\r\n")
+    if finish:
+        pieces.append(b"0\r\n\r\n")
     return b"".join(pieces)
 
 
@@ -347,6 +356,16 @@ def test_chunked_bodies_are_counted(server, size, status):
         connection.sendall(chunked_request(padded(size)))
         answer = read_response(connection)
     assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+
+
+def test_chunked_body_is_refused_while_it_streams(server):
+    # The body never ends: only counting while reading can answer before the client finishes.
+    host, port = server.ready["host"], server.ready["port"]
+    with socket.create_connection((host, port), timeout=5) as connection:
+        connection.sendall(chunked_request(padded(LIMIT * 2), finish=False))
+        answer = read_response(connection)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"connection: close" in answer.lower()
 
 
 # ---------------------------------------------------------------------------------------------------------

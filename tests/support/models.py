@@ -6,7 +6,8 @@ classes below refer to the module ``support.models``, so the server process must
 
 :func:`describe` is the protocol model: it answers with what it received (type, columns, values,
 params), so a test can check how a request was decoded, and it obeys two params that tests use to make
-it misbehave: ``{"sleep": seconds}`` and ``{"raise": "message"}``.
+it misbehave: ``{"sleep": seconds}``, ``{"raise": "message"}`` and ``{"unencodable": true}`` (an
+answer that has no JSON form).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def describe(data: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
             time.sleep(float(params["sleep"]))
         if "raise" in params:
             raise ValueError(str(params["raise"]))
+        if params.get("unencodable"):
+            return object()
     return {"type": type(data).__name__, "data": _plain(data), "params": params}
 
 

@@ -168,7 +168,9 @@ def load_model(model_uri: str, flavor: str | None = None) -> LoadedModel:
     if resolved == "mlflow":
         return _load_mlflow(model_uri)
     if model_uri.startswith(PYTHON_PREFIX):
-        raise InvalidInputError(f"flavor {resolved!r} cannot load a python: reference ({model_uri!r}); use flavor 'python'")
+        raise InvalidInputError(
+            f"flavor {resolved!r} cannot load a python: reference ({model_uri!r}); use flavor 'python'"
+        )
     return _load_serialized(model_uri, resolved)
 
 
