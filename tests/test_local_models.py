@@ -269,6 +269,7 @@ def test_spec_defaults():
         ({"max_request_bytes": True}, "'max_request_bytes'"),
         ({"request_timeout": -1}, "'request_timeout'"),
         ({"ready_file": "relative/ready.json"}, "'ready_file' must be an absolute path"),
+        ({"ready_file": "/no/such/directory/ready.json"}, "'ready_file' must be a path in an existing directory"),
         ({"log_level": "loud"}, "'log_level'"),
         ({"flavor": "onnx"}, "unknown model flavor"),
     ],
@@ -351,6 +352,13 @@ def test_busy_port_exits_4(tmp_path):
     assert "in use" in result.stderr
 
 
+def wait_for_file(path: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
 def test_ready_file_and_graceful_stop(tmp_path):
     with ServerProcess(tmp_path, {"model_uri": "python:support.models:describe"}) as server:
         started = time.time()
@@ -365,12 +373,13 @@ def test_ready_file_and_graceful_stop(tmp_path):
 
         # A request in flight when SIGTERM arrives is answered before the process exits with 0.
         result: dict[str, Any] = {}
-        slow = {"inputs": [1], "params": {"sleep": 0.8}}
+        started = tmp_path / "call-started"
+        slow = {"inputs": [1], "params": {"touch": str(started), "sleep": 0.8}}
         worker = threading.Thread(
             target=lambda: result.update(r=requests.post(server.url + "/invocations", json=slow, timeout=10))
         )
         worker.start()
-        time.sleep(0.3)
+        wait_for_file(started)
         server.process.send_signal(signal.SIGTERM)
         worker.join()
         assert result["r"].status_code == 200

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -213,14 +214,21 @@ def test_slow_model_is_504_and_the_server_keeps_serving(session, server):
     assert post(session, server, SPLIT_BODY, "application/json").status_code == 200
 
 
-def test_ping_answers_while_a_model_call_runs(session, server):
-    slow = json.dumps({"inputs": [1], "params": {"sleep": 0.6}})
+def test_ping_answers_while_a_model_call_runs(session, server, tmp_path):
+    started = tmp_path / "started"
+    slow = json.dumps({"inputs": [1], "params": {"touch": str(started), "sleep": 0.8}})
     result: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: result.update(r=post(session, server, slow, "application/json")))
     worker.start()
     try:
-        ping = requests.get(server.url + "/ping", timeout=0.4)
+        deadline = time.monotonic() + 10
+        while not started.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        ping = requests.get(server.url + "/ping", timeout=5)
+        # Answered while the model call still runs: the call does not hold the event loop.
         assert ping.status_code == 200
+        assert worker.is_alive()
     finally:
         worker.join()
     assert result["r"].status_code == 200

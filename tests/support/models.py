@@ -6,7 +6,8 @@ classes below refer to the module ``support.models``, so the server process must
 
 :func:`describe` is the protocol model: it answers with what it received (type, columns, values,
 params), so a test can check how a request was decoded, and it obeys two params that tests use to make
-it misbehave: ``{"sleep": seconds}``, ``{"raise": "message"}`` and ``{"unencodable": true}`` (an
+it misbehave: ``{"touch": path}`` (create a file when the call starts), ``{"sleep": seconds}``,
+``{"raise": "message"}`` and ``{"unencodable": true}`` (an
 answer that has no JSON form).
 """
 
@@ -62,6 +63,8 @@ def _plain(data: Any) -> Any:
 def describe(data: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Report what arrived; ``params`` may ask for a delay (``sleep``) or an error (``raise``)."""
     if params:
+        if "touch" in params:  # tells a test that the call has started
+            Path(params["touch"]).touch()
         if "sleep" in params:
             time.sleep(float(params["sleep"]))
         if "raise" in params:

@@ -235,8 +235,11 @@ def parse_spec(raw: Any) -> ServerSpec:
             raise _spec_error("request_timeout", "a positive number of seconds or null", timeout)
         timeout = float(timeout)
     ready_file = spec["ready_file"]
-    if ready_file is not None and (not isinstance(ready_file, str) or not os.path.isabs(ready_file)):
-        raise _spec_error("ready_file", "an absolute path or null", ready_file)
+    if ready_file is not None:
+        if not isinstance(ready_file, str) or not os.path.isabs(ready_file):
+            raise _spec_error("ready_file", "an absolute path or null", ready_file)
+        if not os.path.isdir(os.path.dirname(ready_file)):
+            raise _spec_error("ready_file", "a path in an existing directory", ready_file)
     log_level = spec["log_level"]
     if not isinstance(log_level, str) or log_level.lower() not in _LOG_LEVELS:
         raise _spec_error("log_level", "one of " + ", ".join(_LOG_LEVELS), log_level)
