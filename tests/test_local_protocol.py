@@ -274,8 +274,8 @@ def test_wrong_method_is_405(session, server, method, path, allowed):
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"},
-     {"Authorization": f"Bearer {TOKEN}x"}],
-    ids=["missing", "wrong", "no-scheme", "basic", "longer"],
+     {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": f"Bearer {TOKEN[:-1]}"}, {"Authorization": "Bearer "}],
+    ids=["missing", "wrong", "no-scheme", "basic", "longer", "shorter", "empty"],
 )
 @pytest.mark.parametrize("method, path", [("POST", "/invocations"), ("GET", "/version")])
 def test_token_is_required(server, headers, method, path):
@@ -290,9 +290,10 @@ def test_token_is_required(server, headers, method, path):
     assert TOKEN not in response.text
 
 
-def test_right_token_is_accepted(server):
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_right_token_is_accepted(server, scheme):
     response = requests.post(server.url + "/invocations", data=SPLIT_BODY, timeout=5,
-                             headers={"Content-Type": "application/json", **AUTH})
+                             headers={"Content-Type": "application/json", "Authorization": f"{scheme} {TOKEN}"})
     assert response.status_code == 200
     assert TOKEN not in server.log()
 

@@ -401,7 +401,7 @@ class ScoringApp:
         self.model = model
         self.max_request_bytes = max_request_bytes
         self.request_timeout = request_timeout
-        self._expected_authorization = ("Bearer " + auth_token).encode("latin-1") if auth_token else None
+        self._token = auth_token.encode("utf-8") if auth_token else None
         self._model_threads = model_threads
         self._threads: _ModelThreads | None = None
         self._version: Response = _text(200, __version__)
@@ -470,13 +470,18 @@ class ScoringApp:
         return status, headers, body
 
     def _authorized(self, scope: dict[str, Any]) -> bool:
-        expected = self._expected_authorization
-        if expected is None:
+        if self._token is None:
             return True
         for name, value in scope["headers"]:
             if name == b"authorization":
-                return hmac.compare_digest(value, expected)
+                return self._token_matches(value)
         return False
+
+    def _token_matches(self, authorization: bytes | None) -> bool:
+        # "Bearer <token>", the scheme in any case (RFC 7235); a constant-time comparison of the token.
+        if authorization is None or authorization[:7].lower() != b"bearer ":
+            return False
+        return hmac.compare_digest(authorization[7:].strip(), self._token or b"")
 
     async def _invocations(self, scope: dict[str, Any], receive: Receive) -> Response:
         content_type: bytes | None = None
@@ -489,8 +494,7 @@ class ScoringApp:
                 content_length = value
             elif name == b"authorization":
                 authorization = value
-        expected = self._expected_authorization
-        if expected is not None and (authorization is None or not hmac.compare_digest(authorization, expected)):
+        if self._token is not None and not self._token_matches(authorization):
             return self._unauthorized
         limit = self.max_request_bytes
         if content_length is not None:
