@@ -122,7 +122,9 @@ class PredictionsResponse(dict):
                 f"The predictions response is not valid JSON ({error}). Received: {_excerpt(json_str)}"
             ) from error
         if not isinstance(parsed, dict) or "predictions" not in parsed:
-            kind = "an object without a 'predictions' key" if isinstance(parsed, dict) else type(parsed).__name__
+            kind = (
+                "an object without a 'predictions' key" if isinstance(parsed, dict) else type(parsed).__name__
+            )
             raise InvalidInputError(
                 "A predictions response must be a JSON object with a 'predictions' key; received "
                 f"{kind}: {_excerpt(parsed)}"
