@@ -111,6 +111,15 @@ class PartWriter:
                     f"({_diff(existing.get('job', {}), job)}); refusing to resume. Pass overwrite=True to start over."
                 )
             self.manifest = existing
+            # A killed writer leaves its half-written temporary files behind; they are never parts.
+            for name in os.listdir(path):
+                if name.startswith(".tmp-"):
+                    os.unlink(os.path.join(path, name))
+            errors_dir = os.path.join(path, ERRORS_DIR)
+            if os.path.isdir(errors_dir):
+                for name in os.listdir(errors_dir):
+                    if name.startswith(".tmp-"):
+                        os.unlink(os.path.join(errors_dir, name))
         else:
             if os.path.isdir(path) and (existing is not None or os.listdir(path)):
                 if existing is None and not overwrite:
