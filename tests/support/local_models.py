@@ -98,27 +98,31 @@ def write_module(directory: Path, name: str, source: str) -> Path:
 
 
 def concurrency_worker(target_uri: str, index: int, result_path: str) -> None:
-    """One of the processes of the concurrency test: create, update and delete shared and paired names.
+    """One of the processes of the concurrency test: works on its own name, a name shared with one other
+    worker and a name shared by all, leaving its own deployment (and maybe "shared") behind.
 
     Records, for each call, ``"ok"``, the class name of a deployflow error, or ``"OTHER: ..."`` for any
     other exception (which the test treats as a failure), in JSON at ``result_path``.
     """
     import deployflow
 
-    pair = f"pair{index // 2}"
+    own, pair = f"own{index}", f"pair{index // 2}"
     operations: list[tuple[str, str]] = [
+        ("create", own),
         ("create", "shared"),
-        ("create", pair),
-        ("update", pair),
         ("update", "shared"),
+        ("create", pair),
+        ("update", own),
         ("delete", "shared"),
+        ("update", pair),
         ("list", ""),
-        ("create", "shared"),
         ("delete", pair),
+        ("create", "shared"),
     ]
     outcomes: list[dict[str, str]] = []
     client = deployflow.get_deploy_client(target_uri)
     for operation, name in operations:
+        detail = ""
         try:
             if operation == "create":
                 client.create_deployment(name, ADD_ONE, config={"startup_timeout": 90})
@@ -131,9 +135,10 @@ def concurrency_worker(target_uri: str, index: int, result_path: str) -> None:
             outcome = "ok"
         except deployflow.DeploymentError as error:
             outcome = type(error).__name__
+            detail = str(error)[:300]
         except Exception:  # noqa: BLE001 - the test wants to see anything that is not ours
             outcome = "OTHER: " + traceback.format_exc()
-        outcomes.append({"operation": operation, "name": name, "outcome": outcome})
+        outcomes.append({"operation": operation, "name": name, "outcome": outcome, "detail": detail})
     client.close()
     Path(result_path).write_text(json.dumps(outcomes), encoding="utf-8")
 

@@ -122,12 +122,21 @@ def _create_time(pid: int) -> float | None:
         return None
 
 
-def _child_exit_code(pid: int) -> int | None:
-    """The exit code of a child of this interpreter once it ended (reaping it), else ``None``."""
+def _child_exit_code(pid: int, wait: float = 0.0) -> int | None:
+    """The exit code of a child of this interpreter once it ended (reaping it), else ``None``.
+
+    ``wait`` gives a child that is on its way out (its command line already gone, not yet a zombie)
+    that many seconds to finish exiting.
+    """
     with _children_lock:
         popen = _children.get(pid)
     if popen is None:
         return None
+    if wait > 0:
+        try:
+            return popen.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return None
     return popen.poll()
 
 
@@ -305,7 +314,12 @@ def _last_line(path: str | None) -> str:
 def _error_lines(tail: str) -> str:
     """The child's own explanation: the last line, which is where a server prints its fatal error."""
     lines = [line for line in tail.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "(the process printed nothing)"
+    if not lines:
+        return "(the process printed nothing)"
+    last = lines[-1].strip()
+    for prefix in ("deployflow server: ", "deployflow router: "):
+        last = last.removeprefix(prefix)
+    return last
 
 
 def wait_until_serving(
@@ -337,7 +351,7 @@ def wait_until_serving(
             stop(record, timeout=5.0)
             raise WaitTimeoutError(
                 f"{what} did not serve within {timeout:g} s (raise config key 'startup_timeout' if the model "
-                f"is slow to load); it was stopped. Last log lines:\n{tail}"
+                f"is slow to load); it was stopped. Last lines of its log:\n{tail or '(empty)'}"
             )
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
         interval = min(interval * 1.5, 0.2)
@@ -345,11 +359,13 @@ def wait_until_serving(
 
 def _death_error(record: dict[str, Any], what: str) -> Exception:
     pid = record.get("pid")
-    code = _child_exit_code(pid) if isinstance(pid, int) else None
+    code = _child_exit_code(pid, wait=2.0) if isinstance(pid, int) else None
     stop(record, timeout=5.0)  # workers of a dead leader, if any
     tail = log_tail(record.get("log_path"))
     cause = _error_lines(tail)
-    details = f"\nLast log lines ({record.get('log_path')}):\n{tail}" if tail else ""
+    # The log file goes away with the failed process's directory, so its end travels in the message.
+    more_than_cause = len([line for line in tail.splitlines() if line.strip()]) > 1
+    details = f"\nLast lines of its log:\n{tail}" if more_than_cause else ""
     if code == EXIT_MODEL_LOAD:
         return InvalidInputError(f"{what} could not load its model: {cause}{details}")
     if code == EXIT_CANNOT_BIND:
