@@ -46,7 +46,9 @@ one ``call_soon_threadsafe`` back, about 40 µs per request on this project's 2-
 about 100 µs for ``loop.run_in_executor`` wrapped in ``asyncio.wait_for``; the time limit is a
 ``loop.call_later`` timer rather than ``wait_for``, for the same reason. Inline calls (no thread) were
 about 10 % faster for the sklearn benchmark, but a time limit cannot be enforced while the model holds
-the loop, so inline is used only with ``request_timeout: null``. A call that overruns cannot be
+the loop, so inline is used only with ``request_timeout: null``. While model threads run, the GIL
+switch interval is lowered to 1 ms (``DEPLOYFLOW_SERVER_SWITCH_INTERVAL`` overrides it), so the loop
+waits at most that long for the GIL to send an answer. A call that overruns cannot be
 interrupted: it finishes in its thread and its result is dropped; daemon threads never keep a stopping
 server alive.
 
@@ -134,6 +136,10 @@ _GRACEFUL_SECONDS = 10.0
 # with the next request and keep one overrunning call from stalling every request behind it; more
 # only add GIL contention for pure-Python models (1, 2 and 4 measured alike for sklearn on 2 cores).
 _MODEL_THREADS = 2
+# The GIL switch interval while model threads run. The event loop needs the GIL briefly to read a
+# request or send an answer while a model thread computes; CPython makes it wait up to the interval
+# (5 ms by default), which lands directly on response latency. 1 ms keeps that wait small.
+_SWITCH_INTERVAL = float(os.environ.get("DEPLOYFLOW_SERVER_SWITCH_INTERVAL", "0.001"))
 # Seconds a multi-worker parent waits for each worker to load the model and serve.
 _WORKER_START_SECONDS = 600.0
 
@@ -770,7 +776,13 @@ def _serve_one(spec: ServerSpec, model: LoadedModel, sock: socket.socket, token:
     )
     server = _make_server_class()(_uvicorn_config(app, spec))
     server.on_started = lambda: _announce(spec, sock, model.flavor, model.source)
-    server.run(sockets=[sock])
+    previous_interval = sys.getswitchinterval()
+    if spec.request_timeout is not None:
+        sys.setswitchinterval(_SWITCH_INTERVAL)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sys.setswitchinterval(previous_interval)
 
 
 def _serve_many(spec: ServerSpec, flavor: str, sock: socket.socket, token: str | None) -> None:
@@ -802,6 +814,8 @@ def _worker_app() -> ScoringApp:
     """App factory for a worker process of a multi-worker server (reads the spec its parent left)."""
     spec = parse_spec(json.loads(os.environ[_WORKER_SPEC_ENV]))
     configure_logging(spec.log_level)
+    if spec.request_timeout is not None:
+        sys.setswitchinterval(_SWITCH_INTERVAL)  # a worker process serves and does nothing else
     token = _take_auth_token(None, keep_in_environment=False)
     model = _load(spec)
     _warm_up()
