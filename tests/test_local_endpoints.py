@@ -224,3 +224,19 @@ def test_no_request_fails_while_deployments_update_and_routes_change(client, pai
     assert errors == [] and outcomes["failed"] == 0 and outcomes["wrong"] == 0
     assert outcomes["ok"] > 50, outcomes
     client.delete_endpoint("live")
+
+
+def test_router_passes_the_callers_token_to_the_deployment(client, home):
+    token = "endpoint-secret-token-7"
+    client.create_deployment("locked", ADD_ONE, config={"auth_token": token}, endpoint="gate")
+    assert client.endpoint_status("gate").state is State.READY  # /ping needs no token
+    # This client was given the token at create time; another one must bring its own.
+    assert client.predict(endpoint="gate", inputs=[[1.0]])["predictions"] == [[2.0]]
+    with deployflow.get_deploy_client(client.target_uri) as stranger:
+        with pytest.raises(deployflow.AuthenticationError):
+            stranger.predict(endpoint="gate", inputs=[[1.0]])
+    with deployflow.get_deploy_client(client.target_uri, auth_token=token) as friend:
+        assert friend.predict(endpoint="gate", inputs=[[1.0]])["predictions"] == [[2.0]]
+    assert token not in (home / "state.json").read_text()
+    client.delete_endpoint("gate")
+    client.delete_deployment("locked")

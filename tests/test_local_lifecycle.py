@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -290,3 +289,18 @@ def test_run_local_serves_in_the_foreground_until_terminated(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_delete_stops_the_workers_of_a_killed_multi_worker_server(client, home):
+    created = client.create_deployment("crowd", ADD_ONE, config={"workers": "2"})
+    leader = psutil.Process(created["pid"])
+    workers = [p for p in our_processes(home) if p.pid != leader.pid and os.getpgid(p.pid) == leader.pid]
+    assert len(workers) >= 2
+    assert client.predict("crowd", [[1.0]])["predictions"] == [[2.0]]
+    leader.kill()
+    leader.wait(10)
+    status = client.deployment_status("crowd")
+    assert status.state is State.FAILED and str(leader.pid) in status.reason
+    client.delete_deployment("crowd", config={"stop_timeout": "5"})
+    _gone, alive_workers = psutil.wait_procs(workers, timeout=10)
+    assert alive_workers == []

@@ -717,52 +717,57 @@ class LocalDeploymentClient(BaseDeploymentClient):
         body, content_type = encode_request(inputs)
         if endpoint is not None:
             check_name(endpoint, "endpoint")
-            resolve: Callable[[], str] = lambda: self._endpoint_url(endpoint)  # noqa: E731
+            resolve: Callable[[bool], str] = lambda check: self._endpoint_url(endpoint, check)  # noqa: E731
             token = self._auth_token or self._endpoint_token(endpoint)
         else:
             check_name(deployment_name)
-            resolve = lambda: self._deployment_url(deployment_name)  # noqa: E731
+            resolve = lambda check: self._deployment_url(deployment_name, check)  # noqa: E731
             token = self._token_for(deployment_name)
         headers = {"Content-Type": content_type, **self._headers(token)}
-        url = resolve()
         try:
-            response = self._transport(url).request(
+            response = self._transport(resolve(False)).request(
                 "POST", "/invocations", data=body, headers=headers, kind="predict", retry=False
             )
         except TransientError as error:
             if isinstance(error, RequestTimeoutError):
                 raise
-            # A server that just stopped after an update: look up the URL again, then use the retry
-            # policy (one extra attempt at most, so retries do not multiply).
-            url = resolve()
-            response = self._transport(url).request(
+            # The connection failed. Either the process died (say so at once) or it is a server that
+            # just stopped after an update: look the URL up again, then follow the retry policy (one
+            # extra attempt at most, so retries do not multiply).
+            response = self._transport(resolve(True)).request(
                 "POST", "/invocations", data=body, headers=headers, kind="predict"
             )
         return decode_response(response.content)
 
-    def _deployment_url(self, name: str) -> str:
+    def _deployment_url(self, name: str, check_alive: bool = False) -> str:
+        """The URL of deployment ``name`` from the state; with ``check_alive``, only if its server runs."""
         record = self.store.read()[_DEPLOYMENTS].get(name)
         if record is None:
             raise NotFoundError(f"Deployment {name!r} does not exist in {self.home}")
         url = process_url(record.get("process"))
-        if url is None or not is_running(record.get("process")):
+        if url is None or (check_alive and not is_running(record.get("process"))):
             status = self._deployment_state(record, ping=False)
             if status.state is State.FAILED:
                 raise DeploymentFailedError(f"Deployment {name!r} has failed: {status.reason}", reason=status.reason)
-            raise TransientError(f"Deployment {name!r} is not serving yet: {status.reason}")
+            if url is None or status.state is not State.READY:
+                raise TransientError(f"Deployment {name!r} is not serving yet: {status.reason}")
         return url
 
-    def _endpoint_url(self, endpoint: str) -> str:
+    def _endpoint_url(self, endpoint: str, check_alive: bool = False) -> str:
+        """The URL of endpoint ``endpoint``'s router; with ``check_alive``, only if the router runs."""
         record = self.store.read()[_ENDPOINTS].get(endpoint)
         if record is None:
             raise NotFoundError(f"Endpoint {endpoint!r} does not exist in {self.home}")
         process = record.get("process")
         url = process_url(process)
-        if url is None or not is_running(process):
+        if url is None or check_alive:
             if not is_running(process):
+                if _operation_live(record.get("operation")):
+                    raise TransientError(f"Endpoint {endpoint!r} is not serving yet: its router is starting")
                 reason = exit_reason(process or {}, "router")
                 raise DeploymentFailedError(f"Endpoint {endpoint!r} has failed: {reason}", reason=reason)
-            raise TransientError(f"Endpoint {endpoint!r} is not serving yet: its router is starting")
+            if url is None:
+                raise TransientError(f"Endpoint {endpoint!r} is not serving yet: its router is starting")
         return url
 
     def _endpoint_token(self, endpoint: str) -> str | None:

@@ -216,8 +216,6 @@ def stop(record: dict[str, Any] | None, timeout: float = 30.0) -> None:
 
     A no-op for a process that already ended or whose pid now belongs to someone else.
     """
-    import psutil
-
     if not record:
         return
     members = _group_members(record)

@@ -44,7 +44,7 @@ __all__ = ["RouterApp", "main"]
 _FORWARDED_REQUEST_HEADERS = (b"content-type", b"authorization", b"accept")
 _FORWARDED_RESPONSE_HEADERS = ("content-type", "retry-after")
 # How long a request may keep looking for a serving upstream before the router answers 503.
-_RETRY_WINDOW_SECONDS = 10.0
+_RETRY_WINDOW_SECONDS = 5.0
 
 
 class _TooLarge:
