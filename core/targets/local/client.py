@@ -389,11 +389,11 @@ class LocalDeploymentClient(BaseDeploymentClient):
         what = f"Deployment {name!r}"
         try:
             ready = wait_until_serving(process, what=what, timeout=timeout, ping=lambda url: self._ping(url, token))
-        except DeploymentError as error:
+        except BaseException as error:  # Ctrl-C included: a half-started server must not stay behind
             stop(process, timeout=5.0)
             lost = self._forget_start(name, process, operation, kind, error)
             _remove_dir(process["dir"])
-            if lost:
+            if lost and isinstance(error, DeploymentError):
                 raise ConflictError(
                     f"{what} was deleted or replaced by another caller while it was starting"
                 ) from error
@@ -412,13 +412,20 @@ class LocalDeploymentClient(BaseDeploymentClient):
             _remove_dir(process["dir"])
             raise ConflictError(f"{what} was deleted or replaced by another caller while it was starting")
 
+    def _clear_operation(self, name: str, operation: dict[str, Any]) -> None:
+        """Drop this caller's operation marker from deployment ``name`` (if it is still there)."""
+        with self.store.transaction() as state:
+            record = state[_DEPLOYMENTS].get(name)
+            if record and (record.get("operation") or {}).get("id") == operation["id"]:
+                record["operation"] = None
+
     def _forget_start(
         self,
         name: str,
         process: dict[str, Any],
         operation: dict[str, Any] | None,
         kind: str,
-        error: DeploymentError,
+        error: BaseException,
     ) -> bool:
         """Undo the state of a start that failed. Returns True when another caller changed it meanwhile."""
         with self.store.transaction() as state:
@@ -433,7 +440,7 @@ class LocalDeploymentClient(BaseDeploymentClient):
             if (record.get("pending") or {}).get("generation") != process["generation"]:
                 return True
             record["pending"] = None
-            record["last_error"] = str(error)[:2000]
+            record["last_error"] = (str(error) or type(error).__name__)[:2000]
             if record.get("operation") and operation and record["operation"]["id"] == operation["id"]:
                 record["operation"] = None
             return False
@@ -508,6 +515,7 @@ class LocalDeploymentClient(BaseDeploymentClient):
                     pending = record["pending"] = self._spawn_server(spec, directory, generation, token)
         except BaseException:
             self._discard_unrecorded(_DEPLOYMENTS, name, generation, pending, directory)
+            self._clear_operation(name, operation)
             raise
         if pending is None:  # pragma: no cover - one of the two branches above always sets it
             raise DeploymentError(f"Deployment {name!r}: no new server was started")
@@ -518,11 +526,11 @@ class LocalDeploymentClient(BaseDeploymentClient):
             ready = wait_until_serving(
                 pending, what=what, timeout=settings["startup_timeout"], ping=lambda url: self._ping(url, token)
             )
-        except DeploymentError as error:
+        except BaseException as error:  # Ctrl-C included: a half-started server must not stay behind
             stop(pending, timeout=5.0)
             lost = self._forget_start(name, pending, operation, "update", error)
             _remove_dir(pending["dir"])
-            if lost:
+            if lost and isinstance(error, DeploymentError):
                 raise ConflictError(f"{what}: deleted or changed by another caller meanwhile") from error
             raise
         with self.store.transaction() as state:
@@ -829,7 +837,7 @@ class LocalDeploymentClient(BaseDeploymentClient):
         try:
             ready = wait_until_serving(process, what=f"{what} (router)", timeout=settings["startup_timeout"],
                                        ping=self._ping)
-        except DeploymentError:
+        except BaseException:  # Ctrl-C included: a half-started router must not stay behind
             stop(process, timeout=5.0)
             with self.store.transaction() as state:
                 record = state[_ENDPOINTS].get(name)

@@ -303,7 +303,8 @@ def _percent(value: object) -> float:
 
 def masked_config(config: Mapping[str, Any], auth: bool) -> dict[str, Any]:
     """A deployment config fit to show: the auth token, which is never stored, appears as ``***`` when
-    auth is on and as ``None`` when it is off."""
+    auth is on and not at all when it is off."""
     shown = {name: value for name, value in config.items() if name != "auth_token"}
-    shown["auth_token"] = "***" if auth else None
+    if auth:
+        shown["auth_token"] = "***"
     return shown
