@@ -47,8 +47,9 @@ about 100 µs for ``loop.run_in_executor`` wrapped in ``asyncio.wait_for``; the 
 ``loop.call_later`` timer rather than ``wait_for``, for the same reason. Inline calls (no thread) were
 about 10 % faster for the sklearn benchmark, but a time limit cannot be enforced while the model holds
 the loop, so inline is used only with ``request_timeout: null``. While model threads run, the GIL
-switch interval is lowered to 1 ms (``DEPLOYFLOW_SERVER_SWITCH_INTERVAL`` overrides it), so the loop
-waits at most that long for the GIL to send an answer. A call that overruns cannot be
+switch interval is lowered to 1 ms, so the loop waits at most that long for the GIL to send an answer.
+Two environment variables tune this for benchmarks: ``DEPLOYFLOW_SERVER_MODEL_THREADS`` (2) and
+``DEPLOYFLOW_SERVER_SWITCH_INTERVAL`` (0.001). A call that overruns cannot be
 interrupted: it finishes in its thread and its result is dropped; daemon threads never keep a stopping
 server alive.
 
@@ -139,9 +140,23 @@ _MODEL_THREADS = 2
 # The GIL switch interval while model threads run. The event loop needs the GIL briefly to read a
 # request or send an answer while a model thread computes; CPython makes it wait up to the interval
 # (5 ms by default), which lands directly on response latency. 1 ms keeps that wait small.
-_SWITCH_INTERVAL = float(os.environ.get("DEPLOYFLOW_SERVER_SWITCH_INTERVAL", "0.001"))
+_SWITCH_INTERVAL = 0.001
 # Seconds a multi-worker parent waits for each worker to load the model and serve.
 _WORKER_START_SECONDS = 600.0
+
+
+def _tuning(name: str, default: float, minimum: float) -> float:
+    """A tuning knob from the environment; a missing or unusable value keeps the default."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if math.isfinite(value) and value >= minimum else default
+
+
+# Benchmarking knobs, not part of the spec: model threads and the GIL switch interval (seconds).
+_MODEL_THREADS = int(_tuning("DEPLOYFLOW_SERVER_MODEL_THREADS", _MODEL_THREADS, 1))
+_SWITCH_INTERVAL = _tuning("DEPLOYFLOW_SERVER_SWITCH_INTERVAL", _SWITCH_INTERVAL, 0.0001)
 
 
 class SpecError(InvalidInputError):
