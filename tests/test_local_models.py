@@ -434,6 +434,28 @@ def test_two_workers_with_a_broken_model_exit_3(tmp_path):
     assert "has no attribute 'nothing'" in result.stderr
 
 
+def test_worker_that_cannot_load_the_model_exits_3(tmp_path):
+    # Loads in the supervisor (which checks the model first) but not in the spawned workers.
+    model_file = tmp_path / "parent_only.py"
+    model_file.write_text(
+        "import os\n"
+        "if 'DEPLOYFLOW_SERVER_WORKER_SPEC' in os.environ:\n"
+        "    raise RuntimeError('workers cannot load this model')\n"
+        "def predict(data):\n"
+        "    return data\n",
+        encoding="utf-8",
+    )
+    ready = tmp_path / "ready.json"
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps({"version": 1, "name": "w", "model_uri": f"python:{model_file}:predict",
+                                     "workers": 2, "ready_file": str(ready)}), encoding="utf-8")
+    result = run_server(spec_path)
+    assert result.returncode == 3, result.stderr
+    assert "did not start" in result.stderr
+    assert "workers cannot load this model" in result.stderr  # the worker's own error, in the same log
+    assert not ready.exists()
+
+
 def test_pickle_written_here_loads_in_the_server(tmp_path):
     # Pickles of test classes refer to "support.models"; the server finds it through PYTHONPATH.
     path = support.write_pickle(support.Doubler(4.0), tmp_path / "doubler.pkl")
