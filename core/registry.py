@@ -40,6 +40,10 @@ MLFLOW_ENTRY_POINT_GROUP = "mlflow.deployments"
 BUILTIN_TARGETS: dict[str, tuple[str, str | None]] = {
     "serving": ("deployflow.targets.serving", None),
     "local": ("deployflow.targets.local", None),
+    "databricks": ("deployflow.targets.databricks", None),
+    "http": ("deployflow.targets.gateway", None),
+    "https": ("deployflow.targets.gateway", None),
+    "openai": ("deployflow.targets.openai", None),
 }
 
 

@@ -1,0 +1,576 @@
+"""The databricks target's client: serving endpoints, their served entities, scoring and streaming."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from ...base import BaseDeploymentClient
+from ...errors import ConflictError, DeploymentFailedError, InvalidInputError, NotFoundError
+from ...payloads import decode_response, encode_request
+from ...predictions import PredictionsResponse
+from ...redaction import get_logger, register_secret
+from ...status import State, Status
+from ...transport import HttpSettings, HttpTransport, encode_json
+from .._sse import stream_json
+from .credentials import BearerToken, resolve_credentials
+from .records import (
+    DatabricksEndpoint,
+    deployment_record,
+    endpoint_status_of,
+    served_entities_of,
+    entity_status_of,
+    model_uri_of,
+    rebalance,
+    routes_of,
+    traffic_config,
+    writable,
+)
+
+__all__ = ["DatabricksDeploymentClient", "DEPLOYMENT_CONFIG_KEYS", "OPTIONS", "WAIT_TIMEOUT_ENV", "POLL_INTERVAL_ENV"]
+
+logger = get_logger(__name__)
+
+_API = "/api/2.0/serving-endpoints"
+_CLIENT_HEADER = {"X-Databricks-Endpoints-API-Client": "deployflow"}
+WAIT_TIMEOUT_ENV = "DEPLOYFLOW_DATABRICKS_WAIT_TIMEOUT"
+POLL_INTERVAL_ENV = "DEPLOYFLOW_DATABRICKS_POLL_INTERVAL"
+
+#: The client's own options (the HTTP settings come on top).
+OPTIONS = frozenset(
+    {"host", "token", "profile", "config_file", "headers", "wait", "wait_timeout", "poll_interval", "max_poll_interval"}
+)
+#: The config keys of create_deployment / update_deployment, with what they mean.
+DEPLOYMENT_CONFIG_KEYS = {
+    "workload_size": "Small, Medium or Large (default Small)",
+    "workload_type": "CPU (default), GPU_SMALL, GPU_MEDIUM, GPU_LARGE, ...",
+    "scale_to_zero_enabled": "scale to zero when idle (default true)",
+    "traffic_percentage": "share of the endpoint's traffic, 0-100 (default 100); other entities share the rest",
+    "environment_vars": "dict of environment variables for the model server",
+    "entity": "dict of further served-entity fields, sent as they are",
+    "wait": "false: return once the change is accepted, without waiting",
+    "wait_timeout": "seconds to wait for the change to serve",
+}
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<alias>[^/]+))/?$")
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class DatabricksDeploymentClient(BaseDeploymentClient):
+    """Databricks Model Serving: endpoints, their served entities (deployments), scoring and streaming.
+
+    Options (``get_deploy_client("databricks", **options)``): ``host``, ``token``, ``profile``,
+    ``config_file``, ``headers``; waiting: ``wait`` (default true), ``wait_timeout`` (seconds, default
+    1200), ``poll_interval`` (default 2), ``max_poll_interval`` (default 30); and the HTTP settings of
+    :class:`~deployflow.transport.HttpSettings`. See :func:`target_help`.
+    """
+
+    def __init__(self, target_uri: str, **options: Any) -> None:
+        super().__init__(target_uri, **options)
+        http_options, own = HttpSettings.split_options(options)
+        unknown = sorted(set(own) - OPTIONS)
+        if unknown:
+            raise InvalidInputError(
+                f"Unknown option(s) for the databricks target: {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(OPTIONS | HttpSettings.OPTION_NAMES))}"
+            )
+        register_secret(own.get("token"))
+        self.credentials = resolve_credentials(target_uri, own)
+        self.host = self.credentials.host
+        self._wait = _as_bool(own.get("wait", True), "wait")
+        self._wait_timeout = _seconds(own.get("wait_timeout") or os.environ.get(WAIT_TIMEOUT_ENV) or 1200.0, "wait_timeout")
+        self._poll_interval = _seconds(own.get("poll_interval") or os.environ.get(POLL_INTERVAL_ENV) or 2.0, "poll_interval")
+        self._max_poll_interval = max(_seconds(own.get("max_poll_interval") or 30.0, "max_poll_interval"), self._poll_interval)
+        headers = {**_CLIENT_HEADER, **dict(own.get("headers") or {})}
+        self._transport = HttpTransport(
+            self.host,
+            settings=HttpSettings.from_options(http_options),
+            headers=headers,
+            auth=BearerToken(self.credentials.token),
+            secrets=[self.credentials.token],
+        )
+
+    def __repr__(self) -> str:
+        return f"DatabricksDeploymentClient(target_uri={self.target_uri!r}, host={self.host!r})"
+
+    def close(self) -> None:
+        self._transport.close()
+
+    # -- HTTP -------------------------------------------------------------------------------------
+
+    def _call(self, method: str, route: str = "", *, json: Any = None, params: Any = None) -> Any:
+        path = _API + (f"/{route}" if route else "")
+        return self._transport.request_json(method, path, json=json, params=params)
+
+    def _endpoint_record(self, endpoint: str) -> DatabricksEndpoint:
+        return DatabricksEndpoint(self._call("GET", _quoted(endpoint)) or {})
+
+    # -- waiting ----------------------------------------------------------------------------------
+
+    def _should_wait(self, config: dict[str, Any] | None) -> tuple[bool, float]:
+        """Pop the per-call ``wait`` / ``wait_timeout`` keys from ``config``; fall back to the options."""
+        wait, timeout = self._wait, self._wait_timeout
+        if config is not None:
+            if "wait" in config:
+                wait = _as_bool(config.pop("wait"), "config 'wait'")
+            if "wait_timeout" in config:
+                timeout = _seconds(config.pop("wait_timeout"), "config 'wait_timeout'")
+        return wait, timeout
+
+    def _wait_endpoint(self, endpoint: str, timeout: float) -> Status:
+        return self.wait_for_endpoint(
+            endpoint,
+            timeout=timeout,
+            poll_interval=self._poll_interval,
+            max_poll_interval=self._max_poll_interval,
+            not_found_grace=min(30.0, timeout),
+        )
+
+    def _wait_deployment(self, name: str, endpoint: str, timeout: float) -> Status:
+        return self.wait_for_deployment(
+            name,
+            endpoint,
+            timeout=timeout,
+            poll_interval=self._poll_interval,
+            max_poll_interval=self._max_poll_interval,
+            not_found_grace=min(30.0, timeout),
+        )
+
+    def _settled(self, endpoint: str, timeout: float) -> DatabricksEndpoint:
+        """The endpoint's record once no configuration update is in progress (Databricks refuses a
+        second update while one runs)."""
+        record = self._endpoint_record(endpoint)
+        if (record.get("state") or {}).get("config_update") != "IN_PROGRESS":
+            return record
+        logger.info("Endpoint %r is being updated; waiting for that update to finish first", endpoint)
+        try:
+            self._wait_endpoint(endpoint, timeout)
+        except DeploymentFailedError:
+            pass  # the earlier update failed: the endpoint can take a new one now
+        return self._endpoint_record(endpoint)
+
+    # -- readiness --------------------------------------------------------------------------------
+
+    def endpoint_status(self, endpoint: str) -> Status:
+        """READY when ``state.ready`` is READY and no configuration update runs; an update in progress
+        is PENDING; UPDATE_FAILED / UPDATE_CANCELED is FAILED with Databricks' reason."""
+        try:
+            record = self._endpoint_record(endpoint)
+        except NotFoundError as exc:
+            return Status(State.NOT_FOUND, reason=str(exc))
+        return endpoint_status_of(record)
+
+    def deployment_status(self, name: str, endpoint: str | None = None) -> Status:
+        """The state of served entity ``name`` of endpoint ``endpoint`` (default: the endpoint named
+        ``name``): its own deployment state, or the pending update's when it is part of one."""
+        endpoint = endpoint or name
+        try:
+            record = self._endpoint_record(endpoint)
+        except NotFoundError as exc:
+            return Status(State.NOT_FOUND, reason=str(exc))
+        return entity_status_of(record, name)
+
+    # -- endpoints --------------------------------------------------------------------------------
+
+    def create_endpoint(
+        self, name: str | None = None, config: dict[str, Any] | None = None, route_optimized: bool = False
+    ) -> DatabricksEndpoint:
+        """Create a serving endpoint and wait until it serves.
+
+        ``config`` is either the whole request body (``{"name": ..., "config": {"served_entities": ...},
+        "tags": ..., "rate_limits": ..., "ai_gateway": ..., "route_optimized": ...}``) or, as in MLflow's
+        older form, the endpoint's core config (``{"served_entities": ..., "traffic_config": ...}``, with
+        ``tags`` and ``rate_limits`` lifted to the top level) with ``name`` given separately. A ``wait``
+        key (false: do not wait) and ``wait_timeout`` are read and not sent.
+        Returns the endpoint as Databricks describes it (after waiting, its latest record).
+        Raises :class:`~deployflow.errors.ConflictError` when the endpoint exists.
+        """
+        given = dict(config or {})
+        wait, timeout = self._should_wait(given)
+        if "config" in given:
+            payload = given
+            if name is not None and payload.get("name") not in (None, name):
+                raise InvalidInputError(
+                    f"create_endpoint got the name {name!r} and a config naming {payload['name']!r}; give one"
+                )
+            payload.setdefault("name", name)
+            if route_optimized and "route_optimized" not in payload:
+                payload["route_optimized"] = True
+        else:
+            core = given
+            payload = {"name": name, "config": core}
+            for key in ("tags", "rate_limits", "ai_gateway", "route_optimized", "budget_policy_id"):
+                if key in core:
+                    payload[key] = core.pop(key)
+            if route_optimized:
+                payload["route_optimized"] = True
+            if "task" in core:
+                payload["task"] = core.pop("task")
+        endpoint_name = payload.get("name")
+        if not isinstance(endpoint_name, str) or not endpoint_name:
+            raise InvalidInputError("create_endpoint needs a name: pass name= or put 'name' in the config")
+        _check_endpoint_name(endpoint_name)
+        created = DatabricksEndpoint(self._call("POST", json=payload) or {})
+        if not wait:
+            return created
+        self._wait_endpoint(endpoint_name, timeout)
+        return self._endpoint_record(endpoint_name)
+
+    def update_endpoint_config(self, endpoint: str, config: dict[str, Any]) -> DatabricksEndpoint:
+        """Replace the endpoint's served entities / traffic config (``PUT .../config``) and wait until the
+        new configuration serves. An update that fails raises
+        :class:`~deployflow.errors.DeploymentFailedError` with Databricks' reason."""
+        body = dict(config or {})
+        wait, timeout = self._should_wait(body)
+        answer = DatabricksEndpoint(self._call("PUT", f"{_quoted(endpoint)}/config", json=body) or {})
+        if not wait:
+            return answer
+        self._wait_endpoint(endpoint, timeout)
+        return self._endpoint_record(endpoint)
+
+    def update_endpoint_tags(self, endpoint: str, config: dict[str, Any]) -> DatabricksEndpoint:
+        """Add and remove tags: ``{"add_tags": [{"key": k, "value": v}], "delete_tags": [k]}``. Returns
+        the endpoint's tags."""
+        return DatabricksEndpoint(self._call("PATCH", f"{_quoted(endpoint)}/tags", json=dict(config or {})) or {})
+
+    def update_endpoint_rate_limits(self, endpoint: str, config: dict[str, Any]) -> DatabricksEndpoint:
+        """Replace the rate limits: ``{"rate_limits": [{"calls": 10, "key": "user", "renewal_period":
+        "minute"}]}``. Returns the rate limits now in force."""
+        return DatabricksEndpoint(self._call("PUT", f"{_quoted(endpoint)}/rate-limits", json=dict(config or {})) or {})
+
+    def update_endpoint_ai_gateway(self, endpoint: str, config: dict[str, Any]) -> DatabricksEndpoint:
+        """Replace the AI gateway settings (usage tracking, inference tables, guardrails, rate limits,
+        fallbacks). Returns the settings now in force."""
+        return DatabricksEndpoint(self._call("PUT", f"{_quoted(endpoint)}/ai-gateway", json=dict(config or {})) or {})
+
+    def update_endpoint(self, endpoint: str, config: dict[str, Any] | None = None) -> DatabricksEndpoint:
+        """Deprecated (as in MLflow): use :meth:`update_endpoint_config`, :meth:`update_endpoint_tags`,
+        :meth:`update_endpoint_rate_limits` or :meth:`update_endpoint_ai_gateway`.
+
+        A config holding only ``rate_limits`` goes to the rate limits, one holding only ``add_tags`` /
+        ``delete_tags`` to the tags, anything else to the endpoint's configuration.
+        """
+        warnings.warn(
+            "update_endpoint is deprecated: use update_endpoint_config, update_endpoint_tags, "
+            "update_endpoint_rate_limits or update_endpoint_ai_gateway",
+            FutureWarning,
+            stacklevel=2,
+        )
+        config = dict(config or {})
+        keys = set(config) - {"wait", "wait_timeout"}
+        if keys == {"rate_limits"}:
+            return self.update_endpoint_rate_limits(endpoint, {"rate_limits": config["rate_limits"]})
+        if keys and keys <= {"add_tags", "delete_tags"}:
+            return self.update_endpoint_tags(endpoint, {key: config[key] for key in keys})
+        return self.update_endpoint_config(endpoint, config)
+
+    def delete_endpoint(self, endpoint: str) -> None:
+        """Delete the endpoint. Idempotent: an endpoint that does not exist is not an error."""
+        try:
+            self._call("DELETE", _quoted(endpoint))
+        except NotFoundError:
+            logger.info("Endpoint %r does not exist; nothing to delete", endpoint)
+
+    def list_endpoints(self) -> list[DatabricksEndpoint]:
+        """Every serving endpoint of the workspace."""
+        answer = self._call("GET") or {}
+        return [DatabricksEndpoint(item) for item in answer.get("endpoints") or []]
+
+    def get_endpoint(self, endpoint: str) -> DatabricksEndpoint:
+        """The endpoint's record (state, config, pending_config, tags, ...); raises
+        :class:`~deployflow.errors.NotFoundError` when there is none."""
+        return self._endpoint_record(endpoint)
+
+    # -- deployments: served entities -------------------------------------------------------------
+
+    def create_deployment(
+        self,
+        name: str,
+        model_uri: str,
+        flavor: str | None = None,
+        config: dict[str, Any] | None = None,
+        endpoint: str | None = None,
+    ) -> dict[str, Any]:
+        """Serve a registered model version as entity ``name`` of endpoint ``endpoint`` (default: an
+        endpoint named ``name``), creating the endpoint when it does not exist, and wait until it serves.
+
+        ``model_uri`` is ``models:/<catalog.schema.model>/<version>`` (Unity Catalog),
+        ``models:/<name>/<version>`` (workspace registry) or ``models:/<name>@<alias>``. Config keys:
+        workload_size, workload_type, scale_to_zero_enabled, traffic_percentage, environment_vars,
+        entity, wait, wait_timeout. Raises :class:`~deployflow.errors.ConflictError` when the endpoint
+        already serves an entity called ``name``.
+        """
+        _check_flavor(flavor)
+        settings = _deployment_config(config)
+        wait, timeout = self._should_wait(settings)
+        endpoint = endpoint or name
+        _check_endpoint_name(endpoint)
+        entity = self._entity_for(name, model_uri, settings, base=None)
+        share = settings.get("traffic_percentage")
+        try:
+            record = self._settled(endpoint, timeout)
+        except NotFoundError:
+            record = None
+        if record is None:
+            if share is not None and share != 100:
+                raise InvalidInputError(
+                    f"traffic_percentage must be 100 for the only entity of the new endpoint {endpoint!r}, got {share}"
+                )
+            payload = {"name": endpoint, "config": {"served_entities": [entity], "traffic_config": traffic_config({name: 100})}}
+            self._call("POST", json=payload)
+        else:
+            active = record.get("config") or {}
+            entities = served_entities_of(active)
+            if name in entities:
+                raise ConflictError(
+                    f"Endpoint {endpoint!r} already serves an entity named {name!r} "
+                    f"({model_uri_of(entities[name]) or 'not a registered model'}); use update_deployment to change it"
+                )
+            served = [writable(item) for item in entities.values()] + [entity]
+            routes = rebalance(routes_of(active), name, 100 if share is None else share)
+            self._put_config(endpoint, active, served, routes)
+        if wait:
+            self._wait_deployment(name, endpoint, timeout)
+        return self.get_deployment(name, endpoint)
+
+    def update_deployment(
+        self,
+        name: str,
+        model_uri: str | None = None,
+        flavor: str | None = None,
+        config: dict[str, Any] | None = None,
+        endpoint: str | None = None,
+    ) -> dict[str, Any]:
+        """Change served entity ``name`` of ``endpoint`` (default: the endpoint named ``name``): a new
+        model version, workload, scale to zero or traffic share; wait until the update serves.
+
+        Settings not given keep their values. An update Databricks rejects while rolling out raises
+        :class:`~deployflow.errors.DeploymentFailedError` with its reason (the old version keeps serving).
+        """
+        _check_flavor(flavor)
+        settings = _deployment_config(config)
+        wait, timeout = self._should_wait(settings)
+        endpoint = endpoint or name
+        record = self._settled(endpoint, timeout)
+        active = record.get("config") or {}
+        entities = served_entities_of(active)
+        if name not in entities:
+            raise NotFoundError(f"Endpoint {endpoint!r} serves no entity named {name!r}")
+        updated = self._entity_for(name, model_uri, settings, base=entities[name])
+        served = [updated if key == name else writable(item) for key, item in entities.items()]
+        routes = routes_of(active) or {name: 100}
+        if settings.get("traffic_percentage") is not None:
+            routes = rebalance(routes, name, settings["traffic_percentage"])
+        self._put_config(endpoint, active, served, routes)
+        if wait:
+            self._wait_deployment(name, endpoint, timeout)
+        return self.get_deployment(name, endpoint)
+
+    def delete_deployment(self, name: str, config: dict[str, Any] | None = None, endpoint: str | None = None) -> None:
+        """Stop serving entity ``name`` of ``endpoint`` (default: the endpoint named ``name``); its traffic
+        goes to the others in proportion. Deleting the last entity deletes the endpoint. Idempotent."""
+        settings = dict(config or {})
+        wait, timeout = self._should_wait(settings)
+        endpoint = endpoint or name
+        try:
+            record = self._settled(endpoint, timeout)
+        except NotFoundError:
+            return
+        active = record.get("config") or {}
+        entities = served_entities_of(active)
+        if name not in entities:
+            pending = served_entities_of(record.get("pending_config"))
+            if name in pending and len(pending) == 1 and not entities:
+                self.delete_endpoint(endpoint)  # an endpoint whose creation failed
+            return
+        if len(entities) == 1:
+            self.delete_endpoint(endpoint)
+            return
+        served = [writable(item) for key, item in entities.items() if key != name]
+        routes = rebalance({key: value for key, value in routes_of(active).items() if key != name})
+        self._put_config(endpoint, active, served, routes)
+        if wait:
+            self._wait_endpoint(endpoint, timeout)
+
+    def list_deployments(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """The served entities of ``endpoint``, or of every endpoint, each a dict with ``name``,
+        ``endpoint``, ``model_uri``, ``state`` and the entity's settings."""
+        records = [self._endpoint_record(endpoint)] if endpoint else self.list_endpoints()
+        found = []
+        for record in records:
+            entities = {**served_entities_of(record.get("pending_config")), **served_entities_of(record.get("config"))}
+            for entity_name in entities:
+                found.append(deployment_record(record, entity_name))
+        return found
+
+    def get_deployment(self, name: str, endpoint: str | None = None) -> dict[str, Any]:
+        """Served entity ``name`` of ``endpoint`` (default: the endpoint named ``name``); raises
+        :class:`~deployflow.errors.NotFoundError` when there is none."""
+        endpoint = endpoint or name
+        record = self._endpoint_record(endpoint)
+        if name not in served_entities_of(record.get("config")) and name not in served_entities_of(record.get("pending_config")):
+            raise NotFoundError(f"Endpoint {endpoint!r} serves no entity named {name!r}")
+        return deployment_record(record, name)
+
+    def _put_config(self, endpoint: str, active: Mapping[str, Any], served: list[dict[str, Any]], routes: Mapping[str, int]) -> None:
+        body: dict[str, Any] = {"served_entities": served, "traffic_config": traffic_config(routes)}
+        if active.get("auto_capture_config"):
+            body["auto_capture_config"] = copy.deepcopy(active["auto_capture_config"])
+        self._call("PUT", f"{_quoted(endpoint)}/config", json=body)
+
+    def _entity_for(
+        self, name: str, model_uri: str | None, settings: Mapping[str, Any], base: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        entity = writable(base) if base else {"name": name}
+        if model_uri is not None:
+            model_name, version = self._resolve_model_uri(model_uri)
+            entity["entity_name"] = model_name
+            entity["entity_version"] = version
+        elif base is None:
+            raise InvalidInputError("create_deployment needs a model_uri such as 'models:/catalog.schema.model/1'")
+        if base is None:
+            entity.setdefault("workload_size", "Small")
+            entity.setdefault("scale_to_zero_enabled", True)
+        for key in ("workload_size", "workload_type", "scale_to_zero_enabled", "environment_vars"):
+            if settings.get(key) is not None:
+                entity[key] = settings[key]
+        entity.update(copy.deepcopy(settings.get("entity") or {}))
+        entity["name"] = name
+        return entity
+
+    def _resolve_model_uri(self, model_uri: str) -> tuple[str, str]:
+        match = _MODEL_URI.match(model_uri.strip()) if isinstance(model_uri, str) else None
+        if not match:
+            raise InvalidInputError(
+                f"Databricks serves registered models: model_uri must be 'models:/<name>/<version>' or "
+                f"'models:/<name>@<alias>' (for example 'models:/main.default.churn/3'), got {model_uri!r}"
+            )
+        model_name, version, alias = match["name"], match["version"], match["alias"]
+        if version is not None:
+            if not version.isdigit():
+                raise InvalidInputError(
+                    f"The model version in {model_uri!r} must be a number (stages such as 'latest' or "
+                    "'Production' are not served by Databricks; use a version or an @alias)"
+                )
+            return model_name, version
+        if model_name.count(".") == 2:
+            answer = self._transport.request_json(
+                "GET", f"/api/2.1/unity-catalog/models/{quote(model_name, safe='.')}/aliases/{quote(alias, safe='')}"
+            ) or {}
+            resolved = answer.get("version")
+        else:
+            answer = self._transport.request_json(
+                "GET", "/api/2.0/mlflow/registered-models/alias", params={"name": model_name, "alias": alias}
+            ) or {}
+            resolved = (answer.get("model_version") or {}).get("version")
+        if resolved in (None, ""):
+            raise NotFoundError(f"The alias {alias!r} of model {model_name!r} points to no version")
+        return model_name, str(resolved)
+
+    # -- scoring ----------------------------------------------------------------------------------
+
+    def _invocation_path(self, deployment_name: str | None, endpoint: str | None) -> str:
+        if endpoint and deployment_name:
+            return f"/serving-endpoints/{_quoted(endpoint)}/served-models/{_quoted(deployment_name)}/invocations"
+        target = endpoint or deployment_name
+        if not target:
+            raise InvalidInputError("predict needs an endpoint (or a deployment name, which names its endpoint)")
+        return f"/serving-endpoints/{_quoted(target)}/invocations"
+
+    def predict(
+        self, deployment_name: str | None = None, inputs: Any = None, endpoint: str | None = None
+    ) -> PredictionsResponse:
+        """Query an endpoint (``endpoint=``), or one served entity of it (``deployment_name=`` and
+        ``endpoint=``). ``inputs`` is the request body as a dict (chat ``messages``, ``dataframe_split``,
+        ``inputs``, ...); a DataFrame, array or list is encoded as MLflow's scoring protocol does."""
+        path = self._invocation_path(deployment_name, endpoint)
+        if isinstance(inputs, Mapping):
+            body, content_type = encode_json(dict(inputs)), "application/json"
+        else:
+            body, content_type = encode_request(inputs)
+        response = self._transport.request("POST", path, data=body, headers={"Content-Type": content_type}, kind="predict")
+        return decode_response(response.content)
+
+    def predict_stream(
+        self, deployment_name: str | None = None, inputs: Any = None, endpoint: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Query with ``"stream": true`` and yield each chunk Databricks sends (chat/completion chunks).
+
+        The request is sent now, so an HTTP error raises here; an error the model reports mid-stream
+        raises :class:`~deployflow.errors.RemoteError` while iterating."""
+        path = self._invocation_path(deployment_name, endpoint)
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise InvalidInputError(f"predict_stream takes the request body as a dict, got {type(inputs).__name__}")
+        body = {**(inputs or {}), "stream": True}
+        response = self._transport.request(
+            "POST", path, json=body, headers={"Accept": "text/event-stream"}, kind="predict", stream=True
+        )
+        return stream_json(self._transport, response, what=f"POST {path}")
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _quoted(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"An endpoint or entity name must be a non-empty string, got {name!r}")
+    return quote(name, safe="")
+
+
+def _check_endpoint_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInputError(
+            f"Databricks endpoint names use letters, digits, '-' and '_' only; got {name!r}"
+        )
+
+
+def _check_flavor(flavor: str | None) -> None:
+    if flavor not in (None, "python_function", "pyfunc"):
+        raise InvalidInputError(f"Databricks serves models as python_function; flavor {flavor!r} is not supported")
+
+
+def _deployment_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    settings = dict(config or {})
+    unknown = sorted(set(settings) - set(DEPLOYMENT_CONFIG_KEYS))
+    if unknown:
+        raise InvalidInputError(
+            f"Unknown config key(s) for a Databricks deployment: {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(DEPLOYMENT_CONFIG_KEYS))}"
+        )
+    share = settings.get("traffic_percentage")
+    if share is not None:
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 100 or int(share) != share:
+            raise InvalidInputError(f"traffic_percentage must be a whole number from 0 to 100, got {share!r}")
+        settings["traffic_percentage"] = int(share)
+    if settings.get("scale_to_zero_enabled") is not None:
+        settings["scale_to_zero_enabled"] = _as_bool(settings["scale_to_zero_enabled"], "scale_to_zero_enabled")
+    if settings.get("entity") is not None and not isinstance(settings["entity"], Mapping):
+        raise InvalidInputError("config 'entity' must be a dict of served-entity fields")
+    if settings.get("environment_vars") is not None and not isinstance(settings["environment_vars"], Mapping):
+        raise InvalidInputError("config 'environment_vars' must be a dict")
+    return settings
+
+
+def _as_bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    raise InvalidInputError(f"{what} must be true or false, got {value!r}")
+
+
+def _seconds(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be a number of seconds, got {value!r}") from None
+    if not number > 0 or number != number or number == float("inf"):
+        raise InvalidInputError(f"{what} must be a positive number of seconds, got {value!r}")
+    return number
+
+
+# --------------------------------------------------------------------------------------------------

@@ -1,0 +1,317 @@
+"""The ``http`` / ``https`` targets: the MLflow deployments server (the AI gateway).
+
+URIs: ``http://host:port[/prefix]`` and ``https://host[:port][/prefix]``, the server's address. The server's
+endpoints are configured in its YAML file, so this client reads them and queries them; it cannot create,
+change or delete them (those raise :class:`~deployflow.errors.NotSupportedError`, as in MLflow).
+
+Beyond MLflow's client: ``predict_stream`` (server-sent events), ``endpoint_status`` for waiting, credentials
+as options, and listing that follows every page.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests.auth
+
+from ..base import BaseDeploymentClient
+from ..errors import InvalidInputError, NotFoundError, NotSupportedError, RemoteError, TargetError
+from ..predictions import PredictionsResponse
+from ..redaction import get_logger, redact, register_secret
+from ..status import State, Status
+from ..transport import HttpSettings, HttpTransport
+from ._sse import stream_json
+
+__all__ = ["GatewayDeploymentClient", "GatewayEndpoint", "run_local", "target_help"]
+
+logger = get_logger(__name__)
+
+_LIST_PATH = "/api/2.0/endpoints/"
+_QUERY_PATH = "/endpoints/{name}/invocations"
+_MAX_PAGES = 10_000  # a server that keeps handing out the same token must not loop us forever
+
+TOKEN_ENV = "MLFLOW_TRACKING_TOKEN"
+USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
+PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
+INSECURE_TLS_ENV = "MLFLOW_TRACKING_INSECURE_TLS"
+CA_BUNDLE_ENV = "MLFLOW_TRACKING_SERVER_CERT_PATH"
+
+_OPTIONS = frozenset({"token", "username", "password", "headers"})
+
+
+class GatewayEndpoint(dict):
+    """An endpoint of the deployments server: a dict (``endpoint["name"]``) that also reads as an object
+    (``endpoint.name``) and has ``.dict()`` / ``.model_dump()``, as MLflow's pydantic ``Endpoint`` does.
+
+    >>> GatewayEndpoint({"name": "chat", "endpoint_type": "llm/v1/chat"}).dict()["name"]
+    'chat'
+    """
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def dict(self) -> dict[str, Any]:  # noqa: A003 - MLflow's name
+        """A plain deep copy, as pydantic's ``.dict()`` returns."""
+        return copy.deepcopy({**self})
+
+    def model_dump(self) -> dict[str, Any]:
+        """The same as :meth:`dict` (pydantic 2's name)."""
+        return self.dict()
+
+
+class _Bearer(requests.auth.AuthBase):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_Bearer(***)"
+
+
+def _auth_from(own: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
+    """Token beats basic credentials, options beat the environment (MLflow's variables)."""
+    token = own.get("token")
+    username, password = own.get("username"), own.get("password")
+    if username is not None or password is not None:
+        if not username or not password:
+            raise InvalidInputError("Basic credentials need both options username and password")
+    if token:
+        register_secret(token)
+        return _Bearer(str(token))
+    if username:
+        register_secret(password)
+        return (str(username), str(password))
+    token = environ.get(TOKEN_ENV)
+    if token:
+        register_secret(token)
+        return _Bearer(token)
+    username, password = environ.get(USERNAME_ENV), environ.get(PASSWORD_ENV)
+    if username and password:
+        register_secret(password)
+        return (username, password)
+    if username or password:
+        raise InvalidInputError(f"Basic credentials need both {USERNAME_ENV} and {PASSWORD_ENV}")
+    return None
+
+
+def _check_uri(target_uri: str) -> str:
+    try:
+        parts = urlsplit(target_uri)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise TargetError(f"{redact(target_uri)!r} is not a valid deployments server URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise TargetError(
+            f"{redact(target_uri)!r} is not a deployments server URL: use http://host:port or "
+            "https://host[:port][/prefix], without a query or fragment"
+        )
+    return target_uri.rstrip("/")
+
+
+class GatewayDeploymentClient(BaseDeploymentClient):
+    """Client of an MLflow deployments server (AI gateway): list, get, predict and stream its endpoints.
+
+    Options: ``token`` (bearer) or ``username`` + ``password`` (basic), else ``MLFLOW_TRACKING_TOKEN`` or
+    ``MLFLOW_TRACKING_USERNAME`` + ``MLFLOW_TRACKING_PASSWORD``; ``headers``; and the HTTP settings of
+    :class:`~deployflow.transport.HttpSettings`. ``MLFLOW_TRACKING_INSECURE_TLS=true`` turns off
+    certificate checks and ``MLFLOW_TRACKING_SERVER_CERT_PATH`` names a CA bundle, unless ``verify`` is
+    given.
+    """
+
+    def __init__(self, target_uri: str, **options: Any) -> None:
+        super().__init__(target_uri, **options)
+        self.url = _check_uri(target_uri)
+        http_options, own = HttpSettings.split_options(options)
+        unknown = sorted(set(own) - _OPTIONS)
+        if unknown:
+            raise InvalidInputError(
+                f"Unknown option(s) for the deployments server target: {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(_OPTIONS | HttpSettings.OPTION_NAMES))}"
+            )
+        if http_options.get("verify") is None:
+            if os.environ.get(INSECURE_TLS_ENV, "").strip().lower() in ("1", "true", "yes"):
+                http_options["verify"] = False
+            elif os.environ.get(CA_BUNDLE_ENV):
+                http_options["verify"] = os.environ[CA_BUNDLE_ENV]
+        auth = _auth_from(own, os.environ)
+        self._transport = HttpTransport(
+            self.url, settings=HttpSettings.from_options(http_options), headers=dict(own.get("headers") or {}), auth=auth
+        )
+
+    def close(self) -> None:
+        self._transport.close()
+
+    # -- endpoints --------------------------------------------------------------------------------
+
+    def _endpoint(self, record: Mapping[str, Any]) -> GatewayEndpoint:
+        found = GatewayEndpoint(record)
+        url = found.get("endpoint_url")
+        if isinstance(url, str) and url and "://" not in url:
+            # The server answers with a path; MLflow's client makes it a full URL on the target.
+            found["endpoint_url"] = self._absolute(url)
+        return found
+
+    def _absolute(self, path: str) -> str:
+        parts = urlsplit(self.url)
+        prefix = parts.path.rstrip("/")
+        path = "/" + path.lstrip("/")
+        if prefix and path.startswith(prefix + "/"):
+            prefix = ""  # the server already included the prefix it is mounted under
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = host if parts.port is None else f"{host}:{parts.port}"  # never the URL's credentials
+        return f"{parts.scheme}://{netloc}{prefix}{path}"
+
+    def list_endpoints(self) -> list[GatewayEndpoint]:
+        """Every endpoint the server offers, all pages followed."""
+        endpoints: list[GatewayEndpoint] = []
+        token: str | None = None
+        seen: set[str] = set()
+        for _ in range(_MAX_PAGES):
+            params = {"page_token": token} if token else None
+            page = self._transport.request_json("GET", _LIST_PATH, params=params) or {}
+            if not isinstance(page, dict):
+                raise RemoteError(f"GET {_LIST_PATH} answered with a {type(page).__name__}, not an object")
+            endpoints.extend(self._endpoint(item) for item in page.get("endpoints") or [])
+            token = page.get("next_page_token") or None
+            if token is None:
+                return endpoints
+            if token in seen:
+                raise RemoteError(f"GET {_LIST_PATH} handed out the page token {token!r} twice; stopping")
+            seen.add(token)
+        raise RemoteError(f"GET {_LIST_PATH} still had more pages after {_MAX_PAGES}")
+
+    def get_endpoint(self, endpoint: str) -> GatewayEndpoint:
+        """The endpoint's record (name, endpoint_type, model, endpoint_url); raises
+        :class:`~deployflow.errors.NotFoundError` when the server has none by that name."""
+        record = self._transport.request_json("GET", _LIST_PATH + _quoted(endpoint)) or {}
+        return self._endpoint(record)
+
+    def endpoint_status(self, endpoint: str) -> Status:
+        """READY when the server lists the endpoint (the server serves what its config names)."""
+        try:
+            record = self.get_endpoint(endpoint)
+        except NotFoundError as exc:
+            return Status(State.NOT_FOUND, reason=str(exc))
+        return Status(State.READY, raw=record)
+
+    # -- scoring ----------------------------------------------------------------------------------
+
+    def _query_path(self, deployment_name: str | None, endpoint: str | None) -> str:
+        name = endpoint or deployment_name
+        if not name:
+            raise InvalidInputError("predict needs an endpoint name (endpoint=...)")
+        return _QUERY_PATH.format(name=_quoted(name))
+
+    def predict(
+        self, deployment_name: str | None = None, inputs: Any = None, endpoint: str | None = None
+    ) -> PredictionsResponse:
+        """Query an endpoint: ``inputs`` is the request for its type (``messages`` for llm/v1/chat,
+        ``prompt`` for llm/v1/completions, ``input`` for llm/v1/embeddings) plus any provider
+        parameters. Returns the answer as a dict."""
+        path = self._query_path(deployment_name, endpoint)
+        body = _body(inputs)
+        answer = self._transport.request_json("POST", path, json=body, kind="predict")
+        return PredictionsResponse(answer) if isinstance(answer, dict) else PredictionsResponse(predictions=answer)
+
+    def predict_stream(
+        self, deployment_name: str | None = None, inputs: Any = None, endpoint: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Query with ``"stream": true`` and yield each chunk. The request is sent now (HTTP errors raise
+        here); an error event mid-stream raises :class:`~deployflow.errors.RemoteError` while iterating."""
+        path = self._query_path(deployment_name, endpoint)
+        body = {**_body(inputs), "stream": True}
+        response = self._transport.request(
+            "POST", path, json=body, headers={"Accept": "text/event-stream"}, kind="predict", stream=True
+        )
+        return stream_json(self._transport, response, what=f"POST {path}")
+
+    # -- what the server does not offer -------------------------------------------------------------
+
+    def create_deployment(self, name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
+        raise NotSupportedError(_read_only("create_deployment"))
+
+    def update_deployment(self, name: str, model_uri: str | None = None, flavor: str | None = None, config: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
+        raise NotSupportedError(_read_only("update_deployment"))
+
+    def delete_deployment(self, name: str, config: dict[str, Any] | None = None, endpoint: str | None = None) -> None:
+        raise NotSupportedError(_read_only("delete_deployment"))
+
+    def list_deployments(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        raise NotSupportedError(_read_only("list_deployments") + " Use list_endpoints.")
+
+    def get_deployment(self, name: str, endpoint: str | None = None) -> dict[str, Any]:
+        raise NotSupportedError(_read_only("get_deployment") + " Use get_endpoint.")
+
+    def create_endpoint(self, name: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        raise NotSupportedError(_read_only("create_endpoint"))
+
+    def update_endpoint(self, endpoint: str, config: dict[str, Any] | None = None) -> Any:
+        raise NotSupportedError(_read_only("update_endpoint"))
+
+    def delete_endpoint(self, endpoint: str) -> None:
+        raise NotSupportedError(_read_only("delete_endpoint"))
+
+
+def _body(inputs: Any) -> dict[str, Any]:
+    if inputs is None:
+        return {}
+    if not isinstance(inputs, Mapping):
+        raise InvalidInputError(
+            f"The deployments server takes the request as a dict (for example {{'messages': [...]}}), "
+            f"got {type(inputs).__name__}"
+        )
+    return dict(inputs)
+
+
+def _quoted(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"An endpoint name must be a non-empty string, got {name!r}")
+    return quote(name, safe="")
+
+
+def _read_only(method: str) -> str:
+    return (
+        f"{method} is not supported by the MLflow deployments server target: its endpoints come from the "
+        "server's configuration file."
+    )
+
+
+def run_local(name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None) -> None:
+    raise NotSupportedError("run_local is not supported by the deployments server target; use the 'local' target")
+
+
+def target_help() -> str:
+    return f"""Targets 'http' and 'https': an MLflow deployments server (AI gateway).
+
+URIs
+  http://HOST:PORT[/PREFIX]      for example http://localhost:5000
+  https://HOST[:PORT][/PREFIX]   credentials in the URL (https://user:password@host) are used as basic auth
+
+What works
+  list_endpoints()                 every endpoint, all pages; each a dict with .dict() and attributes
+  get_endpoint(endpoint)           name, endpoint_type, model {{name, provider}}, endpoint_url
+  predict(endpoint=E, inputs={{...}})          POST /endpoints/E/invocations
+  predict_stream(endpoint=E, inputs={{...}})   the same with "stream": true; yields chunks
+  endpoint_status / wait_for_endpoint       READY when the server lists the endpoint
+  Creating, updating and deleting endpoints or deployments raise NotSupportedError: the server's
+  configuration file defines its endpoints.
+
+Options (get_deploy_client(uri, **options))
+  token                 sent as 'Authorization: Bearer <token>' (env {TOKEN_ENV})
+  username, password    basic auth (env {USERNAME_ENV}, {PASSWORD_ENV}); a token wins
+  headers               extra HTTP headers, a dict
+  timeout, predict_timeout, total_timeout, predict_total_timeout, connect_timeout, max_retries,
+  backoff_factor, backoff_max, max_retry_after, retry_on_timeout, verify, pool_maxsize   HTTP settings
+  (verify defaults from {INSECURE_TLS_ENV} and {CA_BUNDLE_ENV})
+"""
