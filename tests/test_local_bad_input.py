@@ -157,6 +157,20 @@ def test_busy_port_is_a_clear_error(client, nothing_left):
             client.create_deployment("clash", ADD_ONE, config={"port": port})
 
 
+def test_busy_port_for_an_endpoint_router(client, home):
+    client.create_deployment("behind", ADD_ONE, config={"wait": False})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InvalidInputError, match=str(port)):
+            client.create_endpoint("clashing", config={"routes": "behind:100", "port": str(port)})
+    assert client.list_endpoints() == []
+    assert not (home / "endpoints" / "clashing").exists()
+    client.delete_deployment("behind")
+    assert our_processes(home) == []
+
+
 def test_predict_and_lookups_of_what_does_not_exist(client, nothing_left):
     with pytest.raises(NotFoundError):
         client.get_deployment("ghost")
