@@ -2,33 +2,47 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip
-# Reinstall when the project's or the test plugins' metadata changes.
-INSTALL_STAMP := $(VENV)/.deployflow-installed
+PIP := $(PY) -m pip --quiet --quiet --disable-pip-version-check
 TEST_PLUGINS := tests/plugins/deployflow-test-plugins
+# Reinstall when the project's or the test plugins' metadata changes.
+CORE_STAMP := $(VENV)/.deployflow-core
+TEST_STAMP := $(VENV)/.deployflow-test
+PYTEST := $(PY) -m pytest
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install install-test demo test test-core test-prefect test-airflow bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --upgrade pip
 
-$(INSTALL_STAMP): pyproject.toml $(wildcard $(TEST_PLUGINS)/pyproject.toml) | $(PY)
-	$(PIP) install --quiet -e '.[dev]'
-	@if [ -f $(TEST_PLUGINS)/pyproject.toml ]; then $(PIP) install --quiet -e $(TEST_PLUGINS); fi
+$(CORE_STAMP): pyproject.toml | $(PY)
+	$(PIP) install -e .
 	@touch $@
 
-install: $(INSTALL_STAMP)
+# The tests need every extra (Airflow and Prefect share this environment: pip picks a Prefect 3 release
+# that Airflow 3 accepts) plus the test plugin package that registers entry-point targets.
+$(TEST_STAMP): pyproject.toml $(TEST_PLUGINS)/pyproject.toml | $(PY)
+	$(PIP) install -e '.[dev,all]' -e $(TEST_PLUGINS)
+	@touch $@ $(CORE_STAMP)
+
+install: $(CORE_STAMP)
+
+install-test: $(TEST_STAMP)
 
 demo: install
 	$(PY) examples/demo.py
 
-test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Airflow and Prefect each configure process-wide state (logging, a metadata database, a test server),
+# so each integration runs in its own pytest process.
+test: install-test
+	$(PYTEST) tests --ignore=tests/airflow --ignore=tests/prefect $(PYTEST_ARGS)
+	$(PYTEST) tests/prefect $(PYTEST_ARGS)
+	$(PYTEST) tests/airflow $(PYTEST_ARGS)
 
 bench: install
 	$(PY) benchmarks/bench_import.py
+	$(PY) benchmarks/bench_batch.py --no-memory
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache demo-output
