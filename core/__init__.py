@@ -38,6 +38,7 @@ from .errors import (
     UnknownTargetError,
     WaitTimeoutError,
 )
+from .orchestration import EnsureResult, ensure_deployment, ensure_endpoint
 from .predictions import PredictionsResponse
 from .redaction import get_logger as _get_logger
 from .registry import list_targets, register_target
@@ -56,6 +57,9 @@ __all__ = [
     "register_target",
     "batch_predict",
     "read_output",
+    "ensure_deployment",
+    "ensure_endpoint",
+    "EnsureResult",
     "BatchSummary",
     "Progress",
     "BaseDeploymentClient",

@@ -15,7 +15,7 @@ import abc
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotFoundError, NotSupportedError
+from .errors import NotSupportedError, is_not_found
 from .redaction import redact
 from .status import State, Status, status_from_record
 from .waiting import DEFAULT_WAIT_TIMEOUT, StatusCallback, WaitPlan, wait_until_ready, wait_until_ready_async
@@ -24,14 +24,6 @@ if TYPE_CHECKING:
     from .predictions import PredictionsResponse
 
 __all__ = ["BaseDeploymentClient"]
-
-_NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "ENDPOINT_NOT_FOUND", "NOT_FOUND"})
-
-
-def _is_not_found(exc: BaseException) -> bool:
-    # MLflow plugins raise MlflowException with a string error_code; ours raise NotFoundError.
-    return isinstance(exc, NotFoundError) or getattr(exc, "error_code", None) in _NOT_FOUND_CODES
-
 
 class BaseDeploymentClient(abc.ABC):
     """Base class of every deployment client.
@@ -146,7 +138,7 @@ class BaseDeploymentClient(abc.ABC):
         try:
             record = self.get_deployment(name, **kwargs)
         except Exception as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 return Status(State.NOT_FOUND, reason=str(exc))
             raise
         return status_from_record(record)
@@ -157,7 +149,7 @@ class BaseDeploymentClient(abc.ABC):
         try:
             record = self.get_endpoint(endpoint)
         except Exception as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 return Status(State.NOT_FOUND, reason=str(exc))
             raise
         return status_from_record(record)

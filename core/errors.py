@@ -51,6 +51,8 @@ __all__ = [
     "DeploymentFailedError",
     "WaitTimeoutError",
     "error_for_status",
+    "is_not_found",
+    "is_already_exists",
 ]
 
 
@@ -288,3 +290,17 @@ def error_for_status(
     if cls is TransientError:
         cls = RemoteError
     return cls(message, error_code=code, status_code=status_code, body=body)
+
+
+_NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "ENDPOINT_NOT_FOUND", "NOT_FOUND"})
+_EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "RESOURCE_CONFLICT"})
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """True for "it does not exist", from deployflow (NotFoundError) or an MLflow plugin (its error_code)."""
+    return isinstance(exc, NotFoundError) or getattr(exc, "error_code", None) in _NOT_FOUND_CODES
+
+
+def is_already_exists(exc: BaseException) -> bool:
+    """True for "it exists already", from deployflow (ConflictError) or an MLflow plugin (its error_code)."""
+    return isinstance(exc, ConflictError) or getattr(exc, "error_code", None) in _EXISTS_CODES
