@@ -14,7 +14,8 @@ What it measures (one worker process, 127.0.0.1, ``wrk -t2 -c8``):
 
 Run: ``.venv/bin/python benchmarks/bench_local_server.py [--duration 10] [--features 4]``.
 Needs ``wrk`` (``apt-get install -y wrk``). Other work on the machine skews the figures; the load
-average is printed before and after so a noisy run can be recognised.
+average is printed before and after so a noisy run can be recognised, and the server's CPU time per
+request is shown beside the rates, as it moves much less with other load than req/s does.
 """
 
 from __future__ import annotations
@@ -249,12 +250,26 @@ def run_wrk(url: str, script: Path, duration: int) -> dict[str, float]:
         capture_output=True, text=True, check=True,
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    count = int(re.search(r"(\d+) requests in", output).group(1))
     p50 = _milliseconds(re.search(r"\s50%\s+(\S+)", output).group(1))
     p99 = _milliseconds(re.search(r"\s99%\s+(\S+)", output).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if errors:
         raise RuntimeError(f"{errors.group(1)} error answers from {url}:\n{output}")
-    return {"rps": rate, "p50": p50, "p99": p99}
+    return {"rps": rate, "p50": p50, "p99": p99, "requests": count}
+
+
+def run_wrk_measuring_cpu(url: str, script: Path, duration: int, pid: int) -> dict[str, float]:
+    """:func:`run_wrk`, plus the server's CPU time per request (less sensitive to other load)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    before = process.cpu_times()
+    figures = run_wrk(url, script, duration)
+    after = process.cpu_times()
+    used = (after.user - before.user) + (after.system - before.system)
+    figures["cpu_us"] = used / max(figures["requests"], 1) * 1e6
+    return figures
 
 
 def check_answer(url: str, body: bytes) -> None:
@@ -301,7 +316,7 @@ def main() -> int:
                 target = server.url + "/invocations"
                 check_answer(target, body)
                 run_wrk(target, script, options.warmup)
-                results.append((label, run_wrk(target, script, options.duration), ""))
+                results.append((label, run_wrk_measuring_cpu(target, script, options.duration, server.process.pid), ""))
             finally:
                 server.stop()
 
@@ -336,13 +351,14 @@ def main() -> int:
 
     baseline = results[0][1]
     print(f"\n{ROWS}-row dataframe_split, {options.features} features, wrk -t2 -c8 -d{options.duration}s, one worker\n")
-    print(f"{'server':42} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs first':>9}")
+    print(f"{'server':42} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs first':>9} {'CPU us/req':>11}")
     for label, figures, note in results:
         if figures is None:
             print(f"{label:42} {note}")
             continue
         ratio = figures["rps"] / baseline["rps"] if baseline else float("nan")
-        print(f"{label:42} {figures['rps']:9.0f} {figures['p50']:8.2f} {figures['p99']:8.2f} {ratio:8.2f}x")
+        cpu = f"{figures['cpu_us']:11.0f}" if "cpu_us" in figures else f"{'-':>11}"
+        print(f"{label:42} {figures['rps']:9.0f} {figures['p50']:8.2f} {figures['p99']:8.2f} {ratio:8.2f}x {cpu}")
     if baseline:
         for label, (rate, _) in REFERENCE_FIGURES.items():
             print(f"first row vs {label} (reference {rate:.0f} req/s): {baseline['rps'] / rate:.1f}x")

@@ -7,6 +7,7 @@ server has a bearer token, a 4 KiB body limit and a 1 s time limit, so those rul
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -424,3 +425,70 @@ def test_sklearn_csv_and_wrong_columns(sklearn_server):
                              timeout=5)
     assert response.status_code == 400
     assert response.json()["error_code"] == "BAD_REQUEST"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The model threads behind the time limit (in-process: the pool's bookkeeping is not visible over HTTP)
+
+
+def model_threads_alive() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name.startswith("deployflow-model-"))
+
+
+def test_a_stuck_call_gets_a_spare_thread_that_retires_afterwards():
+    from deployflow.targets.local.server import _Expired, _ModelThreads
+
+    release = threading.Event()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        before = model_threads_alive()
+        pool = _ModelThreads(loop, 1, spare_limit=1)
+        stuck = pool.submit(release.wait, 10)
+        while not stuck.running:
+            await asyncio.sleep(0.005)
+        pool.expire(stuck)
+        with pytest.raises(_Expired):
+            await stuck.future
+        # The queue keeps moving on the spare while the first thread is stuck.
+        assert await asyncio.wait_for(pool.submit(lambda: 42).future, 2) == 42
+        assert model_threads_alive() == before + 2
+        # A second stuck call finds no spare left (limit 1): the next job waits for a thread to free up.
+        second = pool.submit(release.wait, 10)
+        while not second.running:
+            await asyncio.sleep(0.005)
+        pool.expire(second)
+        with pytest.raises(_Expired):
+            await second.future
+        queued = pool.submit(lambda: "late")
+        await asyncio.sleep(0.1)
+        assert not queued.future.done()
+        release.set()
+        assert await asyncio.wait_for(queued.future, 2) == "late"
+        deadline = loop.time() + 2
+        while model_threads_alive() > before + 1 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert model_threads_alive() == before + 1  # back to the pool's size
+
+    asyncio.run(scenario())
+
+
+def test_a_job_expired_while_queued_never_runs():
+    from deployflow.targets.local.server import _Expired, _ModelThreads
+
+    release = threading.Event()
+    ran: list[str] = []
+
+    async def scenario() -> None:
+        pool = _ModelThreads(asyncio.get_running_loop(), 1)
+        busy = pool.submit(release.wait, 10)
+        queued = pool.submit(ran.append, "ran")
+        pool.expire(queued)
+        with pytest.raises(_Expired):
+            await queued.future
+        release.set()
+        await busy.future
+        assert await pool.submit(lambda: "next").future == "next"
+
+    asyncio.run(scenario())
+    assert ran == []

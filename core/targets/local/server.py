@@ -40,7 +40,7 @@ UTF-8 (including none at all), 500 ``INTERNAL_ERROR`` when the predictions canno
 504 ``DEADLINE_EXCEEDED`` when decoding, predicting and encoding take longer than ``request_timeout``.
 
 Design: a bare ASGI callable (no framework) under uvicorn with httptools and uvloop, no access log.
-The per-request job (decode, predict, encode) runs on one of two daemon threads, so the event loop
+The per-request job (decode, predict, encode) runs on a daemon model thread, so the event loop
 stays free to answer ``/ping`` and to send the 504 when a call overruns. The handoff is a queue put and
 one ``call_soon_threadsafe`` back, about 40 µs per request on this project's 2-core machine, against
 about 100 µs for ``loop.run_in_executor`` wrapped in ``asyncio.wait_for``; the time limit is a
@@ -48,10 +48,10 @@ about 100 µs for ``loop.run_in_executor`` wrapped in ``asyncio.wait_for``; the 
 about 10 % faster for the sklearn benchmark, but a time limit cannot be enforced while the model holds
 the loop, so inline is used only with ``request_timeout: null``. While model threads run, the GIL
 switch interval is lowered to 1 ms, so the loop waits at most that long for the GIL to send an answer.
-Two environment variables tune this for benchmarks: ``DEPLOYFLOW_SERVER_MODEL_THREADS`` (2) and
+Two environment variables tune this for benchmarks: ``DEPLOYFLOW_SERVER_MODEL_THREADS`` (1) and
 ``DEPLOYFLOW_SERVER_SWITCH_INTERVAL`` (0.001). A call that overruns cannot be
-interrupted: it finishes in its thread and its result is dropped; daemon threads never keep a stopping
-server alive.
+interrupted: it finishes in its thread and its result is dropped, while a spare thread serves the
+requests behind it; daemon threads never keep a stopping server alive.
 
 ``workers > 1``: this process binds the socket, checks that the model loads, then runs uvicorn's
 process supervisor; each worker (a fresh ``spawn`` process) loads the model itself and serves on the
@@ -133,10 +133,9 @@ _LOG_LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 
 
 # Seconds a stopping server gives in-flight requests before it cancels them.
 _GRACEFUL_SECONDS = 10.0
-# Threads that run request jobs. Two let a model that releases the GIL (numpy, native code) overlap
-# with the next request and keep one overrunning call from stalling every request behind it; more
-# only add GIL contention for pure-Python models (1, 2 and 4 measured alike for sklearn on 2 cores).
-_MODEL_THREADS = 2
+# Threads that run request jobs (spares are added while a call overruns, see _ModelThreads). For the
+# sklearn benchmark, one thread used about 6 % less CPU per request than two and had a better p99.
+_MODEL_THREADS = 1
 # The GIL switch interval while model threads run. The event loop needs the GIL briefly to read a
 # request or send an answer while a model thread computes; CPython makes it wait up to the interval
 # (5 ms by default), which lands directly on response latency. 1 ms keeps that wait small.
@@ -352,11 +351,6 @@ class _Expired(Exception):
     """Raised into a request's future when its time limit passes."""
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(_Expired())
-
-
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():
         future.set_result(result)
@@ -367,40 +361,100 @@ def _reject(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
+class _Job:
+    """One request's work for a model thread."""
+
+    __slots__ = ("future", "function", "args", "running", "overran")
+
+    def __init__(self, future: asyncio.Future[Any], function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.future = future
+        self.function = function
+        self.args = args
+        self.running = False
+        self.overran = False
+
+
 class _ModelThreads:
-    """A few daemon threads that run request jobs and hand results back to the event loop.
+    """Daemon threads that run request jobs and hand results back to the event loop.
 
     Cheaper than ``loop.run_in_executor`` (no concurrent.futures bookkeeping, one wake-up each way), and
     daemon threads never hold up the exit of a server whose model call hangs.
+
+    One thread by default: for models that hold the GIL, more threads only fight over it (measured: more
+    CPU per request and a worse p99). A thread whose call passes its time limit is stuck until the call
+    returns, so the pool keeps ``count`` threads that are not stuck: a spare starts when a running call
+    overruns, and a thread retires when a stuck call ends and the pool is larger than needed. At most
+    ``spare_limit`` spares exist, so a model that always hangs cannot make the server start threads
+    without end. The counters change under one lock, taken twice per job (well under a microsecond).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int, spare_limit: int = 8) -> None:
         self._loop = loop
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for number in range(count):
-            threading.Thread(target=self._work, name=f"deployflow-model-{number}", daemon=True).start()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._wanted = count
+        self._limit = count + spare_limit
+        self._alive = count
+        self._stuck = 0
+        self._started = 0
+        for _ in range(count):
+            self._start_thread()
 
-    def submit(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        future = self._loop.create_future()
-        self._jobs.put((future, function, args))
-        return future
+    def _start_thread(self) -> None:
+        self._started += 1
+        name = f"deployflow-model-{self._started}"
+        threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> _Job:
+        job = _Job(self._loop.create_future(), function, args)
+        self._jobs.put(job)
+        return job
+
+    def expire(self, job: _Job) -> None:
+        """The job's time limit passed (called in the event loop): fail it, and cover for a stuck thread."""
+        with self._lock:
+            if job.future.done():
+                return
+            job.future.set_exception(_Expired())
+            if not job.running:
+                return  # still queued: no thread will start it
+            job.overran = True
+            self._stuck += 1
+            if self._alive - self._stuck >= self._wanted:
+                return
+            if self._alive >= self._limit:
+                _logger.warning("every model thread is stuck in a call past its time limit; requests will queue")
+                return
+            self._alive += 1
+            self._start_thread()
 
     def _work(self) -> None:
         loop = self._loop
+        jobs = self._jobs
+        lock = self._lock
         while True:
-            future, function, args = self._jobs.get()
-            if future.done():  # its time ran out while it queued: do not start it at all
-                continue
+            job = jobs.get()
+            with lock:
+                if job.future.done():  # its time ran out while it queued: do not start it at all
+                    continue
+                job.running = True
             try:
-                result = function(*args)
+                result = job.function(*job.args)
             except BaseException as exc:  # handed to the request, which decides the answer
                 callback, value = _reject, exc
             else:
                 callback, value = _resolve, result
             try:
-                loop.call_soon_threadsafe(callback, future, value)
+                loop.call_soon_threadsafe(callback, job.future, value)
             except RuntimeError:  # the loop closed while the job ran: nobody is waiting any more
                 return
+            with lock:
+                job.running = False
+                if job.overran:
+                    self._stuck -= 1
+                if self._alive - self._stuck > self._wanted:  # a spare covered for this thread: retire
+                    self._alive -= 1
+                    return
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -560,10 +614,10 @@ class ScoringApp:
         threads = self._threads
         if threads is None:
             threads = self._threads = _ModelThreads(asyncio.get_running_loop(), self._model_threads)
-        future = threads.submit(self._score, body, content_type_text)
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+        job = threads.submit(self._score, body, content_type_text)
+        timer = asyncio.get_running_loop().call_later(timeout, threads.expire, job)
         try:
-            return await future
+            return await job.future
         except _Expired:
             _logger.warning("a request ran past the time limit of %s s and was answered with 504", timeout)
             return self._timed_out
