@@ -1,0 +1,168 @@
+"""What the hooks, operators, sensors and triggers of this provider share.
+
+* The timeout model: a wait is ``timeout`` seconds long, counted from when it starts. The start is turned
+  into one absolute deadline (seconds since the epoch, UTC) that travels unchanged through a deferral,
+  so a task that waits in its worker and a task that waits in the triggerer stop at the same moment.
+* Error translation: a :class:`deployflow.DeploymentError` that retrying cannot fix becomes
+  ``AirflowFailException`` (no retries); a retryable one becomes ``AirflowException`` so Airflow's own
+  retries apply. Retries then happen at two levels that do not multiply: the transport retries one HTTP
+  call, Airflow retries the whole step.
+* Small JSON-safe XCom values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import time
+from typing import Any, Iterator, Mapping, NoReturn
+
+from deployflow import (
+    DeploymentError,
+    DeploymentFailedError,
+    NotFoundError,
+    WaitTimeoutError,
+)
+from deployflow.redaction import redact
+
+__all__ = [
+    "DEFAULT_CONN_ID",
+    "DEFER_GRACE",
+    "default_deferrable",
+    "seconds",
+    "deadline_after",
+    "seconds_left",
+    "describe_deadline",
+    "translate_errors",
+    "raise_for",
+    "error_from_event",
+    "small_record",
+    "json_safe",
+    "given",
+]
+
+DEFAULT_CONN_ID = "deployflow_default"
+
+#: Extra seconds Airflow's own deferral timeout gets beyond our deadline. The trigger reports the
+#: deadline itself (with the last state seen); Airflow's timeout is only a backstop for a trigger that
+#: never ran (no triggerer), so it must never fire first.
+DEFER_GRACE = 60.0
+
+#: Longest string kept in an XCom value (reasons can quote a log line).
+_MAX_TEXT = 2000
+
+
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable``, read when an operator is built (not at import)."""
+    try:
+        from airflow.sdk import conf
+    except ImportError:  # pragma: no cover - task SDKs before the SDK had its own configuration
+        from airflow.configuration import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def seconds(value: float | int | datetime.timedelta | str, what: str = "timeout") -> float:
+    """``value`` as a finite number of seconds >= 0 (a ``timedelta`` or a number, or its text)."""
+    if isinstance(value, datetime.timedelta):
+        result = value.total_seconds()
+    elif isinstance(value, bool):
+        raise ValueError(f"{what} must be a number of seconds, got {value!r}")
+    else:
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(result) or result < 0:
+        raise ValueError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+    return result
+
+
+def deadline_after(timeout: float, start: float | None = None) -> float:
+    """The absolute deadline (epoch seconds) ``timeout`` seconds after ``start`` (default: now)."""
+    return (time.time() if start is None else start) + timeout
+
+
+def seconds_left(deadline: float) -> float:
+    """Seconds until ``deadline``, never negative."""
+    return max(0.0, deadline - time.time())
+
+
+def describe_deadline(deadline: float) -> str:
+    """``deadline`` as an ISO-8601 UTC time, for logs and messages."""
+    return datetime.datetime.fromtimestamp(deadline, tz=datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def raise_for(error: DeploymentError, what: str | None = None) -> NoReturn:
+    """Raise the Airflow exception that matches ``error``: retryable -> ``AirflowException`` (Airflow
+    retries the task if it has retries left), otherwise ``AirflowFailException`` (no retry). ``what``
+    (the step that failed) prefixes the message when given."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    message = redact(f"{what}: {error}" if what else str(error))
+    if error.retryable:
+        raise AirflowException(message) from error
+    raise AirflowFailException(message) from error
+
+
+@contextlib.contextmanager
+def translate_errors(what: str | None = None) -> Iterator[None]:
+    """Turn a :class:`deployflow.DeploymentError` raised inside the block into an Airflow exception."""
+    try:
+        yield
+    except DeploymentError as error:
+        raise_for(error, what)
+
+
+def error_from_event(event: Mapping[str, Any]) -> DeploymentError:
+    """The deployflow error a trigger event stands for, as the blocking path would have raised it.
+
+    Rebuilding the same error types here keeps one behaviour whichever way the task waited.
+    """
+    status = event.get("status")
+    reason = event.get("reason")
+    message = str(event.get("message") or reason or status)
+    if status == "FAILED":
+        return DeploymentFailedError(message, reason=reason)
+    if status == "NOT_FOUND":
+        return NotFoundError(message)
+    if status == "TIMEOUT":
+        return WaitTimeoutError(message)
+    return DeploymentError(message, retryable=bool(event.get("retryable")))
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy of ``value``: scalars as they are, strings redacted and clipped, containers
+    copied (three levels deep at most), anything else as its redacted ``str``."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = redact(value)
+        return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+    if depth >= 3:
+        return json_safe(str(value), depth)
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item, depth + 1) for item in value]
+    return json_safe(str(value), depth)
+
+
+#: Record fields worth handing downstream; the rest of a target's record stays out of XCom.
+_RECORD_KEYS = ("state", "reason", "url", "model_uri", "flavor", "endpoints", "routes")
+
+
+def small_record(record: Any) -> dict[str, Any]:
+    """The few fields of a target's deployment or endpoint record that fit in XCom."""
+    if not isinstance(record, Mapping):
+        return {}
+    return {key: json_safe(record[key]) for key in _RECORD_KEYS if record.get(key) is not None}
+
+
+def given(**kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments that were given (not ``None``): older plugins lack some parameters
+    (``endpoint``, ``config``), and MLflow's contract is to leave out what the caller did not set."""
+    return {key: value for key, value in kwargs.items() if value is not None}

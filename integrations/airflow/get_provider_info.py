@@ -1,0 +1,75 @@
+"""The provider information Airflow reads through the ``apache_airflow_provider`` entry point.
+
+Registered in ``pyproject.toml``::
+
+    [project.entry-points.apache_airflow_provider]
+    provider_info = "deployflow.integrations.airflow.get_provider_info:get_provider_info"
+
+Airflow validates the returned dict against its runtime provider schema; ``package-name`` must be the
+distribution's name (``deployflow``). Connection-form metadata is declared here (``conn-fields``,
+``ui-field-behaviour``), so the UI needs no hook import to draw the form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["get_provider_info"]
+
+_PACKAGE = "deployflow.integrations.airflow"
+_INTEGRATION = "deployflow"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe this provider: its hooks, operators, sensors, triggers and the ``deployflow``
+    connection type."""
+    from deployflow import __version__
+
+    def modules(*names: str) -> list[dict[str, Any]]:
+        return [{"integration-name": _INTEGRATION, "python-modules": [f"{_PACKAGE}.{name}" for name in names]}]
+
+    return {
+        "package-name": "deployflow",
+        "name": "deployflow",
+        "description": (
+            "Deploy models to any deployflow target (local, Databricks, SageMaker, MLflow-protocol servers, "
+            "plugins), wait until they serve (blocking, sensor or deferrable), and score data in batch."
+        ),
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION,
+                "tags": ["software"],
+            }
+        ],
+        "hooks": modules("hooks.deployment"),
+        "operators": modules("operators.deployment", "operators.endpoint", "operators.scoring"),
+        "sensors": modules("sensors.readiness"),
+        "triggers": modules("triggers.readiness"),
+        "connection-types": [
+            {
+                "connection-type": "deployflow",
+                "hook-class-name": f"{_PACKAGE}.hooks.deployment.DeploymentHook",
+                "hook-name": "deployflow",
+                "conn-fields": {
+                    "token_option": {
+                        "label": "Token option",
+                        "schema": {"type": ["string", "null"]},
+                        "description": (
+                            "The client option the token is passed as (default auth_token, which the local "
+                            "and serving targets accept)."
+                        ),
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {"host": "Target URI", "password": "Token"},
+                    "placeholders": {
+                        "host": "local, local:///abs/state/dir, databricks://profile, serving+https://host",
+                        "password": "bearer token or API key for the target (optional)",
+                        "extra": '{"timeout": 30, "max_retries": 3}  (client options; "target_uri" overrides the host)',
+                    },
+                },
+            }
+        ],
+    }

@@ -1,0 +1,201 @@
+"""``DeploymentHook``: a deployflow client from an Airflow connection of type ``deployflow``.
+
+The connection holds:
+
+* **Target URI** (the connection's *host*): ``local``, ``local:///abs/state/dir``, ``databricks://prod``,
+  ``serving+https://host``, ... An extra key ``target_uri`` takes precedence, for URIs that do not fit
+  a URI-form connection string.
+* **Token** (the connection's *password*): handed to the client as the option named by the extra key
+  ``token_option`` (default ``auth_token``, which the ``local`` and ``serving`` targets accept).
+* **Extra** (JSON): every other key is a client option, as in ``get_deploy_client(uri, **options)``:
+  ``{"timeout": 30, "max_retries": 3}``.
+
+For example, in the environment::
+
+    AIRFLOW_CONN_DEPLOYFLOW_DEFAULT='{"conn_type": "deployflow", "host": "local"}'
+    AIRFLOW_CONN_SERVING='{"conn_type": "deployflow", "host": "serving+https://models.internal",
+                           "password": "<token>", "extra": {"timeout": 30}}'
+
+The token goes to the client as a keyword option, never through ``os.environ``; it is registered with
+deployflow's redaction (so no deployflow message or log line shows it) and with Airflow's secret masker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, Mapping
+
+from airflow.sdk import BaseHook
+
+from deployflow import BaseDeploymentClient, DeploymentError, InvalidInputError, get_deploy_client
+from deployflow.redaction import redact, register_secret
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+__all__ = ["DeploymentHook", "client_arguments"]
+
+#: The option the connection's password becomes unless the extra says ``token_option``.
+DEFAULT_TOKEN_OPTION = "auth_token"
+
+_EXTRA_PREFIX = "extra__deployflow__"
+_RESERVED = frozenset({"target_uri", "token_option"})
+
+
+def _plain_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The extra without form prefixes and without empty values (an empty form field means "unset")."""
+    plain: dict[str, Any] = {}
+    for key, value in extra.items():
+        name = key[len(_EXTRA_PREFIX):] if key.startswith(_EXTRA_PREFIX) else key
+        if value is None or value == "":
+            continue
+        plain[name] = value
+    return plain
+
+
+def client_arguments(
+    conn_id: str, host: str | None, password: str | None, extra: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The ``(target_uri, options)`` a connection stands for (no I/O, no side effects).
+
+    Raises :class:`deployflow.InvalidInputError` when the connection names no target.
+    """
+    plain = _plain_extra(extra)
+    target_uri = str(plain.get("target_uri") or host or "").strip()
+    if not target_uri:
+        raise InvalidInputError(
+            f"Connection {conn_id!r} names no deployflow target: set its Target URI (host), e.g. 'local' "
+            "or 'serving+https://host', or the extra key 'target_uri'"
+        )
+    options = {key: value for key, value in plain.items() if key not in _RESERVED}
+    if password:
+        token_option = str(plain.get("token_option") or DEFAULT_TOKEN_OPTION)
+        if token_option in options:
+            raise InvalidInputError(
+                f"Connection {conn_id!r} holds a token and also sets option {token_option!r} in its extra; "
+                "keep the token in the password field only"
+            )
+        options[token_option] = password
+    return target_uri, options
+
+
+class DeploymentHook(BaseHook):
+    """Builds a :class:`deployflow.BaseDeploymentClient` from a ``deployflow`` connection.
+
+    :param deployflow_conn_id: the connection to use (default ``deployflow_default``).
+
+    ``get_conn()`` returns the client (built once per hook, closed by :meth:`close`); ``aget_conn()`` is
+    the same for an event loop (triggers)::
+
+        hook = DeploymentHook("deployflow_local")
+        client = hook.get_conn()
+        client.wait_for_deployment("churn", timeout=120)
+    """
+
+    conn_name_attr = "deployflow_conn_id"
+    default_conn_name = "deployflow_default"
+    conn_type = "deployflow"
+    hook_name = "deployflow"
+
+    def __init__(self, deployflow_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deployflow_conn_id = deployflow_conn_id
+        self._client: BaseDeploymentClient | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(deployflow_conn_id={self.deployflow_conn_id!r})"
+
+    # ----------------------------------------------------------------------------------------------
+
+    def get_conn(self) -> BaseDeploymentClient:
+        """The client for this hook's connection (built on first call)."""
+        if self._client is None:
+            conn = self.get_connection(self.deployflow_conn_id)
+            _mask(conn.password)
+            self._client = self._build(conn, conn.extra_dejson)
+        return self._client
+
+    async def aget_conn(self) -> BaseDeploymentClient:
+        """:meth:`get_conn` for an event loop: the connection is read asynchronously and the client is
+        built in a worker thread, so the loop never blocks."""
+        if self._client is None:
+            if hasattr(self, "aget_connection"):
+                conn = await self.aget_connection(self.deployflow_conn_id)
+            else:  # pragma: no cover - task SDKs without the async connection lookup
+                conn = await asyncio.to_thread(self.get_connection, self.deployflow_conn_id)
+            await _amask(conn.password)
+            extra = await _aextra(conn)
+            self._client = await asyncio.to_thread(self._build, conn, extra)
+        return self._client
+
+    def _build(self, conn: Connection, extra: Mapping[str, Any]) -> BaseDeploymentClient:
+        if conn.password:
+            register_secret(conn.password)
+        target_uri, options = client_arguments(self.deployflow_conn_id, conn.host, conn.password, extra)
+        self.log.info(
+            "deployflow target %s from connection %r (options: %s)",
+            redact(target_uri),
+            self.deployflow_conn_id,
+            ", ".join(sorted(options)) or "none",
+        )
+        return get_deploy_client(target_uri, **options)
+
+    def close(self) -> None:
+        """Close the client (pooled connections); the next :meth:`get_conn` builds a new one."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop."""
+        await asyncio.to_thread(self.close)
+
+    # ----------------------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by the UI's *Test* button: builds the client and lists the target's deployments."""
+        try:
+            client = self.get_conn()
+            count = len(client.list_deployments())
+        except (DeploymentError, NotImplementedError) as error:
+            return False, redact(str(error))
+        except Exception as error:  # the UI shows the message; any failure means "not usable"
+            return False, redact(f"{type(error).__name__}: {error}")
+        finally:
+            self.close()
+        return True, f"Connected: the target lists {count} deployment(s)"
+
+
+def _mask(secret: str | None) -> None:
+    """Register ``secret`` with Airflow's secret masker (task logs, rendered fields)."""
+    if not secret:
+        return
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - older task SDKs
+        return
+    mask_secret(secret)
+
+
+async def _amask(secret: str | None) -> None:
+    """:func:`_mask` from an event loop (the synchronous masker may talk to the supervisor)."""
+    if not secret:
+        return
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # pragma: no cover - older task SDKs
+        await asyncio.to_thread(_mask, secret)
+        return
+    await amask_secret(secret)
+
+
+async def _aextra(conn: Connection) -> dict[str, Any]:
+    """The connection's extra as a dict, read without blocking the event loop."""
+    reader = getattr(conn, "aextra_dejson", None)
+    if reader is not None:
+        return dict(await reader())
+    try:
+        return dict(json.loads(conn.extra)) if conn.extra else {}
+    except (TypeError, ValueError):
+        return {}

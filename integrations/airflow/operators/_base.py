@@ -1,0 +1,184 @@
+"""The base of every deployflow operator: the connection, and waiting (blocking or deferred) for READY."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Iterator
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from deployflow import BaseDeploymentClient, DeploymentError, DeploymentFailedError, State, Status
+
+from .._common import (
+    DEFAULT_CONN_ID,
+    DEFER_GRACE,
+    deadline_after,
+    default_deferrable,
+    describe_deadline,
+    error_from_event,
+    raise_for,
+    seconds,
+    seconds_left,
+    translate_errors,
+)
+from ..hooks.deployment import DeploymentHook
+from ..triggers.readiness import DeploymentReadyTrigger, EndpointReadyTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["DeployflowOperator", "ReadinessWaitingOperator"]
+
+
+class DeployflowOperator(BaseOperator):
+    """Base of the deployflow operators: holds the connection id and builds the client.
+
+    :param deployflow_conn_id: the ``deployflow`` connection (target URI, token, client options).
+    """
+
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, deployflow_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deployflow_conn_id = deployflow_conn_id
+
+    @cached_property
+    def hook(self) -> DeploymentHook:
+        """The hook for :attr:`deployflow_conn_id` (built after templates are rendered)."""
+        return DeploymentHook(self.deployflow_conn_id)
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[BaseDeploymentClient]:
+        """The client for this task, closed when the block ends."""
+        with translate_errors(f"Connection {self.deployflow_conn_id!r}"):
+            client = self.hook.get_conn()
+        try:
+            yield client
+        finally:
+            self.hook.close()
+
+
+class ReadinessWaitingOperator(DeployflowOperator):
+    """An operator that can wait, after its change, until the deployment or endpoint is READY.
+
+    :param wait_for_completion: wait until READY before the task succeeds (default ``True``).
+    :param timeout: seconds to wait, counted from when the wait starts (default 900). The same single
+        deadline applies whether the task waits in its worker or deferred in the triggerer.
+    :param poll_interval: seconds before the second status check; later checks back off up to
+        ``max_poll_interval``.
+    :param max_poll_interval: the longest pause between two status checks.
+    :param not_found_grace: seconds a missing deployment or endpoint is tolerated (a change that has not
+        propagated yet) before the task fails.
+    :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to Airflow's
+        ``[operators] default_deferrable``.
+
+    Outcomes are the same in both modes: READY succeeds; FAILED or still missing fails at once
+    (``AirflowFailException``, with the target's reason, no retry); running out of time raises a
+    retryable error (a retried create adopts the deployment and waits again).
+    """
+
+    def __init__(
+        self,
+        *,
+        wait_for_completion: bool = True,
+        timeout: float | datetime.timedelta = 900.0,
+        poll_interval: float | datetime.timedelta = 5.0,
+        max_poll_interval: float | datetime.timedelta = 30.0,
+        not_found_grace: float | datetime.timedelta = 30.0,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.wait_for_completion = wait_for_completion
+        self.timeout = seconds(timeout, "timeout")
+        self.poll_interval = seconds(poll_interval, "poll_interval") or 1.0
+        self.max_poll_interval = max(seconds(max_poll_interval, "max_poll_interval"), self.poll_interval)
+        self.not_found_grace = seconds(not_found_grace, "not_found_grace")
+        self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
+
+    # Subclasses say what they wait for.
+    def _readiness_target(self) -> tuple[str, str | None, str | None]:
+        """``(kind, deployment_name, endpoint)`` of what this task waits for."""
+        raise NotImplementedError
+
+    def _what(self) -> str:
+        kind, name, endpoint = self._readiness_target()
+        return f"Deployment {name!r}" if kind == "deployment" else f"Endpoint {endpoint!r}"
+
+    def _status(self, client: BaseDeploymentClient) -> Status:
+        kind, name, endpoint = self._readiness_target()
+        if kind == "deployment":
+            return client.deployment_status(name, endpoint)  # type: ignore[arg-type]
+        return client.endpoint_status(endpoint)  # type: ignore[arg-type]
+
+    def _wait_until_ready(self, client: BaseDeploymentClient, result: dict[str, Any]) -> dict[str, Any]:
+        """Return ``result`` with the READY state once ready, or defer (raises ``TaskDeferred``)."""
+        if not self.wait_for_completion:
+            return result
+        deadline = deadline_after(self.timeout)
+        not_found_deadline = deadline_after(min(self.not_found_grace, self.timeout))
+        if self.deferrable:
+            # One look first: a target whose create already waited is READY, and deferring would only
+            # cost a round trip through the triggerer.
+            try:
+                status: Status | None = self._status(client)
+            except DeploymentError as error:
+                if not error.retryable:
+                    raise_for(error, f"Checking {self._what()}")
+                status = None
+            if status is not None and status.state is State.READY:
+                return self._ready(result, status.reason)
+            if status is not None and status.state is State.FAILED:
+                reason = status.reason or "the target reported FAILED"
+                raise_for(DeploymentFailedError(f"{self._what()} failed: {reason}", reason=status.reason))
+            self.log.info("%s is %s; deferring until %s", self._what(), status, describe_deadline(deadline))
+            self.defer(
+                trigger=self._trigger(deadline, not_found_deadline, result),
+                method_name="execute_complete",
+                timeout=datetime.timedelta(seconds=seconds_left(deadline) + DEFER_GRACE),
+            )
+        self.log.info("Waiting for %s until %s", self._what(), describe_deadline(deadline))
+        kind, name, endpoint = self._readiness_target()
+        plan = {
+            "timeout": seconds_left(deadline),
+            "poll_interval": self.poll_interval,
+            "max_poll_interval": self.max_poll_interval,
+            "not_found_grace": seconds_left(not_found_deadline),
+        }
+        with translate_errors():
+            if kind == "deployment":
+                status = client.wait_for_deployment(name, endpoint, **plan)  # type: ignore[arg-type]
+            else:
+                status = client.wait_for_endpoint(endpoint, **plan)  # type: ignore[arg-type]
+        return self._ready(result, status.reason)
+
+    def _trigger(self, deadline: float, not_found_deadline: float, carry: dict[str, Any]) -> Any:
+        kind, name, endpoint = self._readiness_target()
+        common = {
+            "deployflow_conn_id": self.deployflow_conn_id,
+            "deadline": deadline,
+            "not_found_deadline": not_found_deadline,
+            "poll_interval": self.poll_interval,
+            "max_poll_interval": self.max_poll_interval,
+            "carry": carry,
+        }
+        if kind == "deployment":
+            return DeploymentReadyTrigger(deployment_name=name, endpoint=endpoint, **common)  # type: ignore[arg-type]
+        return EndpointReadyTrigger(endpoint=endpoint, **common)  # type: ignore[arg-type]
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
+        """Resume after the trigger fired: READY returns the result, anything else raises."""
+        if not event:
+            raise AirflowException(f"{self._what()}: the task resumed without a trigger event")
+        carry = dict(event.get("carry") or {})
+        if event.get("status") == "READY":
+            self.log.info("%s is READY", self._what())
+            return self._ready(carry, event.get("reason"))
+        raise_for(error_from_event(event))
+
+    @staticmethod
+    def _ready(result: dict[str, Any], reason: str | None) -> dict[str, Any]:
+        return {**result, "state": State.READY.value, "reason": reason}

@@ -1,0 +1,267 @@
+"""Operators that create, update and delete deployments."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Sequence
+from urllib.parse import urlparse
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from deployflow import BaseDeploymentClient, ConflictError, NotFoundError
+
+from .._common import given, small_record, translate_errors
+from ._base import DeployflowOperator, ReadinessWaitingOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = [
+    "CreateDeploymentOperator",
+    "UpdateDeploymentOperator",
+    "DeleteDeploymentOperator",
+    "IF_EXISTS",
+    "same_model_uri",
+]
+
+#: What :class:`CreateDeploymentOperator` does when the deployment exists already.
+IF_EXISTS = ("adopt", "update", "fail")
+
+
+def same_model_uri(wanted: str, recorded: str) -> bool:
+    """Whether two model URIs name the same model: equal, or the same plain path once made absolute
+    (targets record plain paths absolute)."""
+    if wanted == recorded:
+        return True
+    scheme = urlparse(wanted).scheme
+    if not scheme or len(scheme) == 1:  # a plain path (or a Windows drive letter)
+        return os.path.abspath(os.path.expanduser(wanted)) == recorded
+    return False
+
+
+def _get_or_none(client: BaseDeploymentClient, name: str) -> dict[str, Any] | None:
+    try:
+        return client.get_deployment(name)
+    except NotFoundError:
+        return None
+
+
+class _DeploymentOperator(ReadinessWaitingOperator):
+    def __init__(self, *, deployment_name: str, endpoint: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deployment_name = deployment_name
+        self.endpoint = endpoint
+
+    def _readiness_target(self) -> tuple[str, str | None, str | None]:
+        return "deployment", self.deployment_name, self.endpoint
+
+    def _result(self, action: str, record: Any) -> dict[str, Any]:
+        return {
+            "deployment_name": self.deployment_name,
+            "endpoint": self.endpoint,
+            "action": action,
+            **small_record(record),
+        }
+
+
+class CreateDeploymentOperator(_DeploymentOperator):
+    """Deploy ``model_uri`` as ``deployment_name``; safe to retry.
+
+    :param deployment_name: the deployment's name (templated).
+    :param model_uri: the model, in a form the target understands (templated), e.g.
+        ``python:/abs/path/model.py:model`` for ``local``.
+    :param flavor: the model flavor, or ``None`` to let the target decide (templated).
+    :param config: target-specific settings (templated; rendered as JSON in the UI). For ``local``,
+        ``{"wait": False}`` makes the create return at once, so the wait below can be deferred.
+    :param endpoint: the endpoint to deploy into, for targets that have them (templated).
+    :param if_exists: when ``deployment_name`` exists already: ``"adopt"`` (default) keeps it if it
+        serves the same model (same ``model_uri`` and, when both are known, the same flavor) and fails if
+        it serves another; ``"update"`` rolls it forward to this model and config (or adopts it when
+        it serves this model already and no config is given); ``"fail"`` refuses. With ``"adopt"``, a
+        task retried after its create succeeded takes over what it created.
+    :param deployflow_conn_id: the ``deployflow`` connection (templated).
+
+    Waiting (``wait_for_completion``, ``timeout``, ``deferrable``, ...) is described in
+    :class:`~deployflow.integrations.airflow.operators._base.ReadinessWaitingOperator`.
+
+    XCom: ``{"deployment_name", "endpoint", "action": "created" | "adopted" | "updated", "state",
+    "reason", "url", "model_uri", "flavor", ...}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "deployment_name",
+        "model_uri",
+        "flavor",
+        "config",
+        "endpoint",
+        "deployflow_conn_id",
+    )
+    template_fields_renderers = {"config": "json"}
+
+    def __init__(
+        self,
+        *,
+        deployment_name: str,
+        model_uri: str,
+        flavor: str | None = None,
+        config: dict[str, Any] | None = None,
+        endpoint: str | None = None,
+        if_exists: str = "adopt",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(deployment_name=deployment_name, endpoint=endpoint, **kwargs)
+        if if_exists not in IF_EXISTS:
+            raise ValueError(f"if_exists must be one of {', '.join(IF_EXISTS)}; got {if_exists!r}")
+        self.model_uri = model_uri
+        self.flavor = flavor
+        self.config = config
+        self.if_exists = if_exists
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with self.client() as client:
+            with translate_errors(f"Creating deployment {self.deployment_name!r}"):
+                record, action = self._create_or_take_over(client)
+            self.log.info("Deployment %r: %s", self.deployment_name, action)
+            return self._wait_until_ready(client, self._result(action, record))
+
+    def _create_or_take_over(self, client: BaseDeploymentClient) -> tuple[Any, str]:
+        existing = _get_or_none(client, self.deployment_name)
+        if existing is None:
+            try:
+                record = client.create_deployment(
+                    self.deployment_name,
+                    self.model_uri,
+                    **given(flavor=self.flavor, config=self.config, endpoint=self.endpoint),
+                )
+                return record, "created"
+            except ConflictError:
+                # Created meanwhile (a concurrent run, or our own earlier attempt): decide as below.
+                existing = _get_or_none(client, self.deployment_name)
+                if existing is None:
+                    raise
+        return self._take_over(client, existing)
+
+    def _take_over(self, client: BaseDeploymentClient, existing: dict[str, Any]) -> tuple[Any, str]:
+        name = self.deployment_name
+        if self.if_exists == "fail":
+            raise ConflictError(f"Deployment {name!r} exists already and if_exists='fail'")
+        same = self._same_spec(existing)
+        if self.if_exists == "adopt":
+            if same is False:
+                raise ConflictError(
+                    f"Deployment {name!r} exists with another model (model_uri={existing.get('model_uri')!r}, "
+                    f"flavor={existing.get('flavor')!r}); wanted model_uri={self.model_uri!r}, "
+                    f"flavor={self.flavor!r}. Pass if_exists='update' to roll it forward."
+                )
+            if same is None:
+                self.log.warning(
+                    "Deployment %r exists and its record does not say which model it serves; adopting it", name
+                )
+            return existing, "adopted"
+        if same and not self.config:
+            return existing, "adopted"  # nothing to roll forward
+        record = client.update_deployment(
+            name, **given(model_uri=self.model_uri, flavor=self.flavor, config=self.config, endpoint=self.endpoint)
+        )
+        return record or client.get_deployment(name), "updated"
+
+    def _same_spec(self, existing: dict[str, Any]) -> bool | None:
+        """True/False when the existing deployment serves the same/another model; None if unknown."""
+        recorded_uri = existing.get("model_uri")
+        if not isinstance(recorded_uri, str):
+            return None
+        if not same_model_uri(self.model_uri, recorded_uri):
+            return False
+        recorded_flavor = existing.get("flavor")
+        if self.flavor and isinstance(recorded_flavor, str) and recorded_flavor:
+            return self.flavor.strip().lower() == recorded_flavor.strip().lower()
+        return True
+
+
+class UpdateDeploymentOperator(_DeploymentOperator):
+    """Roll deployment ``deployment_name`` forward to a new model, flavor and/or config.
+
+    :param deployment_name: the deployment (templated).
+    :param model_uri: the new model, or ``None`` to keep it (templated).
+    :param flavor: the new flavor (needs ``model_uri``) (templated).
+    :param config: target-specific settings to change (templated; JSON in the UI).
+    :param endpoint: the endpoint it belongs to, for targets that need it (templated).
+    :param deployflow_conn_id: the ``deployflow`` connection (templated).
+
+    A missing deployment fails the task (no retry). Waiting as for :class:`CreateDeploymentOperator`.
+    XCom: ``{"deployment_name", "endpoint", "action": "updated", "state", ...}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "deployment_name",
+        "model_uri",
+        "flavor",
+        "config",
+        "endpoint",
+        "deployflow_conn_id",
+    )
+    template_fields_renderers = {"config": "json"}
+
+    def __init__(
+        self,
+        *,
+        deployment_name: str,
+        model_uri: str | None = None,
+        flavor: str | None = None,
+        config: dict[str, Any] | None = None,
+        endpoint: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(deployment_name=deployment_name, endpoint=endpoint, **kwargs)
+        self.model_uri = model_uri
+        self.flavor = flavor
+        self.config = config
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        if self.model_uri is None and self.flavor is None and not self.config:
+            raise AirflowFailException(
+                f"Updating deployment {self.deployment_name!r}: give model_uri, flavor or config to change"
+            )
+        with self.client() as client:
+            with translate_errors(f"Updating deployment {self.deployment_name!r}"):
+                record = client.update_deployment(
+                    self.deployment_name,
+                    **given(model_uri=self.model_uri, flavor=self.flavor, config=self.config, endpoint=self.endpoint),
+                )
+                record = record or client.get_deployment(self.deployment_name)
+            return self._wait_until_ready(client, self._result("updated", record))
+
+
+class DeleteDeploymentOperator(DeployflowOperator):
+    """Delete deployment ``deployment_name``. Idempotent: a deployment that is already gone is fine.
+
+    :param deployment_name: the deployment (templated).
+    :param config: target-specific settings for the delete (templated; JSON in the UI).
+    :param endpoint: the endpoint it belongs to, for targets that need it (templated).
+    :param deployflow_conn_id: the ``deployflow`` connection (templated).
+
+    Use ``trigger_rule="all_done"`` to tear down whatever happened upstream.
+    XCom: ``{"deployment_name", "endpoint", "action": "deleted"}``.
+    """
+
+    template_fields: Sequence[str] = ("deployment_name", "config", "endpoint", "deployflow_conn_id")
+    template_fields_renderers = {"config": "json"}
+
+    def __init__(
+        self,
+        *,
+        deployment_name: str,
+        config: dict[str, Any] | None = None,
+        endpoint: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deployment_name = deployment_name
+        self.config = config
+        self.endpoint = endpoint
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with self.client() as client, translate_errors(f"Deleting deployment {self.deployment_name!r}"):
+            client.delete_deployment(self.deployment_name, **given(config=self.config, endpoint=self.endpoint))
+        self.log.info("Deployment %r deleted", self.deployment_name)
+        return {"deployment_name": self.deployment_name, "endpoint": self.endpoint, "action": "deleted"}

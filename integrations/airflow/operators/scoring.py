@@ -1,0 +1,278 @@
+"""Operators that score data: one request (:class:`PredictOperator`) or a batch job
+(:class:`BatchPredictOperator`). Predictions go to files; XCom gets a small summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from deployflow import InvalidInputError, Progress, batch_predict
+
+from .._common import given, json_safe, translate_errors
+from ._base import DeployflowOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["PredictOperator", "BatchPredictOperator"]
+
+#: Predictions larger than this (as JSON) never go to XCom.
+DEFAULT_MAX_XCOM_BYTES = 64 * 1024
+
+
+def _one_target(deployment_name: str | None, endpoint: str | None, task: str) -> None:
+    if (deployment_name is None) == (endpoint is None):
+        raise ValueError(f"{task}: give exactly one of deployment_name and endpoint")
+
+
+def _read_inputs(path: str) -> Any:
+    """The inputs stored at ``path``: JSON (any shape the target accepts), CSV or Parquet (a frame)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".json":
+        with open(path, "rb") as handle:
+            return json.load(handle)
+    if suffix == ".csv":
+        import pandas as pd
+
+        return pd.read_csv(path)
+    if suffix in (".parquet", ".pq"):
+        import pandas as pd
+
+        return pd.read_parquet(path)
+    raise InvalidInputError(f"input_path {path!r}: use a .json, .csv or .parquet file")
+
+
+def _write_atomically(path: str, text: str) -> int:
+    """Write ``text`` to ``path`` whole or not at all (a retried task never sees half a file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    data = text.encode("utf-8")
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".deployflow-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return len(data)
+
+
+def _count(predictions: Any) -> int | None:
+    if isinstance(predictions, list):
+        return len(predictions)
+    if isinstance(predictions, dict) and predictions:
+        first = next(iter(predictions.values()))
+        return len(first) if isinstance(first, list) else 1
+    return None
+
+
+class PredictOperator(DeployflowOperator):
+    """Score one request against a deployment or an endpoint.
+
+    :param deployment_name: the deployment to score with (templated); or give ``endpoint``.
+    :param endpoint: the endpoint to score through (templated).
+    :param inputs: the request: anything the target accepts (a list of rows, ``{"inputs": ...}``,
+        ``{"dataframe_split": ...}``) (templated; JSON in the UI). Or give ``input_path``.
+    :param input_path: a ``.json``, ``.csv`` or ``.parquet`` file holding the request (templated).
+    :param output_path: where to write the answer as JSON (templated). Written whole or not at all.
+    :param return_predictions: also put the predictions in XCom, if they are at most
+        ``max_xcom_bytes`` as JSON; larger predictions fail the task rather than bloat the metadata
+        database (write them to ``output_path`` instead).
+    :param deployflow_conn_id: the ``deployflow`` connection (templated).
+
+    XCom: ``{"deployment_name", "endpoint", "num_predictions", "output_path", "bytes"}`` plus
+    ``"predictions"`` when asked for.
+    """
+
+    template_fields: Sequence[str] = (
+        "deployment_name",
+        "endpoint",
+        "inputs",
+        "input_path",
+        "output_path",
+        "deployflow_conn_id",
+    )
+    template_fields_renderers = {"inputs": "json"}
+
+    def __init__(
+        self,
+        *,
+        deployment_name: str | None = None,
+        endpoint: str | None = None,
+        inputs: Any = None,
+        input_path: str | None = None,
+        output_path: str | None = None,
+        return_predictions: bool = False,
+        max_xcom_bytes: int = DEFAULT_MAX_XCOM_BYTES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _one_target(deployment_name, endpoint, "PredictOperator")
+        if (inputs is None) == (input_path is None):
+            raise ValueError("PredictOperator: give exactly one of inputs and input_path")
+        self.deployment_name = deployment_name
+        self.endpoint = endpoint
+        self.inputs = inputs
+        self.input_path = input_path
+        self.output_path = output_path
+        self.return_predictions = return_predictions
+        self.max_xcom_bytes = max_xcom_bytes
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        target = self.deployment_name or self.endpoint
+        with self.client() as client, translate_errors(f"Scoring with {target!r}"):
+            inputs = _read_inputs(self.input_path) if self.input_path is not None else self.inputs
+            response = client.predict(
+                self.deployment_name, inputs, **given(endpoint=self.endpoint)
+            )
+            text = response.to_json()
+        predictions = response.get("predictions")
+        result: dict[str, Any] = {
+            "deployment_name": self.deployment_name,
+            "endpoint": self.endpoint,
+            "num_predictions": _count(predictions),
+            "output_path": None,
+            "bytes": len(text.encode("utf-8")),
+        }
+        if self.output_path:
+            _write_atomically(self.output_path, text)
+            result["output_path"] = self.output_path
+            self.log.info("Wrote %s prediction(s) to %s", result["num_predictions"], self.output_path)
+        if self.return_predictions:
+            if result["bytes"] > self.max_xcom_bytes:
+                raise AirflowFailException(
+                    f"Scoring with {target!r}: the predictions take {result['bytes']} bytes as JSON, more than "
+                    f"max_xcom_bytes={self.max_xcom_bytes}; write them to output_path instead"
+                )
+            result["predictions"] = json.loads(text)["predictions"]
+        return result
+
+
+class BatchPredictOperator(DeployflowOperator):
+    """Score a file in chunks with :func:`deployflow.batch_predict`, writing the output as it goes.
+
+    A retried task resumes from the output's checkpoint: no row is lost or scored twice.
+
+    :param input_path: a Parquet, CSV or JSON-lines file or URL (templated).
+    :param output_path: the output directory, e.g. ``/data/scores.parquet`` (templated); its suffix or
+        ``output_format`` picks the format.
+    :param deployment_name: the deployment to score with (templated); or give ``endpoint``.
+    :param endpoint: the endpoint to score through (templated).
+    :param chunk_size: rows per request (default 2000).
+    :param concurrency: requests in flight (default: the target's own default).
+    :param feature_columns: the columns sent to the model (templated).
+    :param keep_columns: the input columns copied beside the predictions (templated).
+    :param prediction_column: the name of a single-output prediction column.
+    :param model_params: model params (MLflow's ``params``) sent with every request (templated; JSON
+        in the UI).
+    :param on_bad_rows: ``"raise"`` (stop at rejected rows; no retry) or ``"isolate"`` (score the rest,
+        write the rejected rows to the errors file).
+    :param resume: continue an interrupted job found in ``output_path`` (default ``True``).
+    :param overwrite: start over, discarding what ``output_path`` holds.
+    :param deployflow_conn_id: the ``deployflow`` connection (templated).
+
+    XCom: the job's summary, ``{"rows", "chunks", "failed_rows", "resumed_chunks", "seconds",
+    "rows_per_second", "output_path", "errors_path", "deployment_name", "endpoint"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "input_path",
+        "output_path",
+        "deployment_name",
+        "endpoint",
+        "feature_columns",
+        "keep_columns",
+        "model_params",
+        "deployflow_conn_id",
+    )
+    template_fields_renderers = {"model_params": "json"}
+
+    #: Seconds between two progress lines in the task log.
+    progress_log_interval = 15.0
+
+    def __init__(
+        self,
+        *,
+        input_path: str,
+        output_path: str,
+        deployment_name: str | None = None,
+        endpoint: str | None = None,
+        input_format: str | None = None,
+        output_format: str | None = None,
+        chunk_size: int | None = None,
+        concurrency: int | None = None,
+        feature_columns: list[str] | None = None,
+        keep_columns: list[str] | None = None,
+        prediction_column: str = "prediction",
+        model_params: dict[str, Any] | None = None,
+        on_bad_rows: str = "raise",
+        resume: bool = True,
+        overwrite: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _one_target(deployment_name, endpoint, "BatchPredictOperator")
+        self.input_path = input_path
+        self.output_path = output_path
+        self.deployment_name = deployment_name
+        self.endpoint = endpoint
+        self.input_format = input_format
+        self.output_format = output_format
+        self.chunk_size = chunk_size
+        self.concurrency = concurrency
+        self.feature_columns = feature_columns
+        self.keep_columns = keep_columns
+        self.prediction_column = prediction_column
+        self.model_params = model_params
+        self.on_bad_rows = on_bad_rows
+        self.resume = resume
+        self.overwrite = overwrite
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        target = self.deployment_name or self.endpoint
+        last_log = [time.monotonic()]
+
+        def log_progress(progress: Progress) -> None:
+            now = time.monotonic()
+            if now - last_log[0] >= self.progress_log_interval:
+                last_log[0] = now
+                total = progress.rows_total if progress.rows_total is not None else "?"
+                self.log.info(
+                    "Scored %s of %s rows (%s chunks, %s rejected, %.0f rows/s)",
+                    progress.rows_done, total, progress.chunks_done, progress.failed_rows, progress.rows_per_second,
+                )
+
+        with self.client() as client, translate_errors(f"Batch scoring {self.input_path!r} with {target!r}"):
+            summary = batch_predict(
+                client,
+                self.input_path,
+                deployment_name=self.deployment_name,
+                endpoint=self.endpoint,
+                output=self.output_path,
+                output_format=self.output_format,
+                input_format=self.input_format,
+                chunk_size=self.chunk_size,
+                concurrency=self.concurrency,
+                feature_columns=self.feature_columns,
+                keep_columns=self.keep_columns,
+                prediction_column=self.prediction_column,
+                params=self.model_params,
+                on_bad_rows=self.on_bad_rows,
+                resume=self.resume,
+                overwrite=self.overwrite,
+                progress=False,
+                progress_callback=log_progress,
+            )
+        result = {**json_safe(summary.to_dict()), "deployment_name": self.deployment_name, "endpoint": self.endpoint}
+        self.log.info(
+            "Scored %s rows in %s chunks (%s resumed, %s rejected) into %s",
+            result["rows"], result["chunks"], result["resumed_chunks"], result["failed_rows"], result["output_path"],
+        )
+        return result

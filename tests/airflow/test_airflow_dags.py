@@ -1,0 +1,178 @@
+"""Whole DAGs on a real Airflow (``dag.test()``) against the real local target."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+from typing import Any, Iterator
+
+import pytest
+
+import airflow_support as support
+from deployflow import NotFoundError, State, get_deploy_client, read_output
+
+
+class _Collector(logging.Handler):
+    """Keeps every log record, formatted with its traceback, as the task log would show it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[list[str]]:
+    """Everything logged (Airflow's task logs, under ``dag.test()`` in pytest, are log records) and
+    written to file descriptors 1 and 2 inside the block; appended to the yielded list at the end."""
+    text: list[str] = []
+    collector = _Collector()
+    root = logging.getLogger()
+    saved_level = root.level
+    root.addHandler(collector)
+    root.setLevel(min(saved_level, logging.INFO) or logging.INFO)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    streams = sys.stdout, sys.stderr
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        sys.stdout = sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(1), "wb"), write_through=True)
+        try:
+            yield text
+        finally:
+            sys.stdout.flush()
+            sys.stdout.close()
+            sys.stdout, sys.stderr = streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            root.removeHandler(collector)
+            root.setLevel(saved_level)
+            sink.seek(0)
+            text.append("\n".join(collector.lines) + "\n" + sink.read().decode("utf-8", errors="replace"))
+
+
+def run_dag(dag: Any) -> tuple[Any, str]:
+    """Run ``dag`` once with ``dag.test()``; returns the run and everything it printed."""
+    with captured_output() as output:
+        run = dag.test()
+    return run, output[0]
+
+
+@pytest.fixture(scope="module")
+def example_runs() -> dict[str, tuple[Any, str]]:
+    """The example DAG run twice: as written (deferrable) and with the deploy step waiting in its worker."""
+    dag = support.example_dag()
+    deploy = dag.get_task("deploy")
+    runs = {"deferrable": run_dag(dag)}
+    deploy.deferrable = False
+    try:
+        runs["blocking"] = run_dag(dag)
+    finally:
+        deploy.deferrable = True
+    return runs
+
+
+@pytest.mark.parametrize("mode", ["deferrable", "blocking"])
+def test_example_dag_deploys_waits_scores_and_tears_down(example_runs, mode):
+    run, output = example_runs[mode]
+    states = {task_id: ti.state for task_id, ti in support.task_instances(run).items()}
+    assert run.state == "success", (states, output[-5000:])
+    assert set(states.values()) == {"success"}
+    # Deferred means the trigger ran (inline under dag.test); blocking means it did not.
+    assert ("running trigger in line" in output) is (mode == "deferrable")
+
+    deploy = support.return_value(run, "deploy")
+    assert deploy["action"] == "created" and deploy["state"] == State.READY.value
+    assert deploy["deployment_name"] == "churn"
+    assert deploy["model_uri"].endswith("examples/models/churn.py:model")
+
+    summary = support.return_value(run, "score")
+    assert summary["rows"] == 5000 and summary["failed_rows"] == 0 and summary["deployment_name"] == "churn"
+    scores = read_output(summary["output_path"])
+    assert len(scores) == 5000
+    assert list(scores["customer_id"]) == list(range(1, 5001))  # row order kept
+    assert scores["churn_probability"].between(0, 1).all()
+
+    assert support.return_value(run, "teardown") == {
+        "deployment_name": "churn", "endpoint": None, "action": "deleted"
+    }
+    with get_deploy_client(support.TARGET_URI) as client, pytest.raises(NotFoundError):
+        client.get_deployment("churn")
+
+
+def test_token_never_reaches_task_logs_xcom_or_rendered_fields(example_runs):
+    for mode, (run, output) in example_runs.items():
+        assert "Scored 5000 rows" in output, mode  # the logs were captured
+        assert support.TOKEN not in output, mode
+        values = support.xcoms(run)
+        assert values, mode
+        assert support.TOKEN not in json.dumps(list(values.items()), default=str), mode
+        assert support.TOKEN not in json.dumps(support.rendered_fields(run), default=str), mode
+    # The token was really there to leak: the connection carries it to the client.
+    assert support.TOKEN in os.environ["AIRFLOW_CONN_DEPLOYFLOW_LOCAL"]
+
+
+def test_a_retried_create_adopts_what_the_first_attempt_created():
+    run, output = run_dag(support.suite_dag("deployflow_test_retry"))
+    tis = support.task_instances(run)
+
+    created = tis["create"]
+    assert created.state == "success", output[-5000:]
+    assert created.try_number == 2  # the first attempt failed after its create succeeded
+    assert "worker lost after the create succeeded" in output
+    result = support.return_value(run, "create")
+    assert result["action"] == "adopted" and result["state"] == "READY"
+
+    # A deployment of the same name serving another model is not adopted, and not retried either.
+    clash = tis["create_other_model"]
+    assert clash.state == "failed" and clash.try_number == 1, output[-5000:]
+    assert "exists with another model" in output
+
+    assert support.return_value(run, "predict")["predictions"] == [[2.0], [3.0]]
+    assert tis["cleanup"].state == "success"
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_a_deployment_that_fails_to_start_fails_the_sensor_with_the_reason(mode):
+    run, output = run_dag(support.suite_dag(f"deployflow_test_failing_start_{mode}"))
+    tis = support.task_instances(run)
+    assert tis["create"].state == "success"
+    assert support.return_value(run, "create")["action"] == "created"
+
+    wait = tis["wait"]
+    assert wait.state == "failed", output[-5000:]
+    assert wait.try_number == 1  # retries=3, yet not retried: waiting longer cannot fix it
+    assert ("running trigger in line" in output) is (mode == "deferrable")
+    failure = [line for line in output.splitlines() if "AirflowFailException" in line]
+    assert failure, output[-5000:]
+    assert f"Deployment 'broken-{mode}' failed" in failure[-1]
+    assert "model weights missing: churn-v7.bin was never uploaded" in failure[-1]
+
+    assert tis["cleanup"].state == "success"  # all_done: the broken deployment is cleaned up
+
+
+def test_endpoint_operators_and_sensors_route_traffic():
+    run, output = run_dag(support.suite_dag("deployflow_test_endpoints"))
+    states = {task_id: ti.state for task_id, ti in support.task_instances(run).items()}
+    assert run.state == "success", (states, output[-5000:])
+    assert support.return_value(run, "create_endpoint")["action"] == "created"
+    assert support.return_value(run, "endpoint_ready")["state"] == "READY"
+    switched = support.return_value(run, "switch_to_green")
+    assert switched["action"] == "updated" and switched["routes"] == [{"deployment": "green", "traffic": 100.0}]
+    # Through the endpoint, now routed to the doubling model.
+    assert support.return_value(run, "score")["predictions"] == [[6.0]]
+    with get_deploy_client(support.TARGET_URI) as client:
+        assert client.list_endpoints() == []
+        assert not {"blue", "green"} & {d["name"] for d in client.list_deployments()}
