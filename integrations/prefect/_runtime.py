@@ -1,0 +1,211 @@
+"""What every task needs: a client with one retry level, a run logger, redacted JSON-safe values."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+
+from deployflow import BaseDeploymentClient, DeploymentError, InvalidInputError, get_deploy_client
+from deployflow.redaction import redact, register_secret
+
+if TYPE_CHECKING:
+    from .block import DeploymentTarget
+
+__all__ = [
+    "TargetLike",
+    "open_client",
+    "target_label",
+    "run_logger",
+    "RedactingLogger",
+    "in_run",
+    "last_attempt",
+    "safe",
+    "reveal",
+    "slug",
+    "scrub_errors",
+    "ForeignError",
+]
+
+TargetLike = Union["DeploymentTarget", str]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_fallback_logger = logging.getLogger("deployflow.integrations.prefect")
+
+
+def open_client(target: TargetLike) -> BaseDeploymentClient:
+    """A client for ``target`` (a block or a target URI) with the transport's retries off.
+
+    Inside a task the task's retries are the only retry level (see :mod:`.retries`). A target whose
+    client takes no ``max_retries`` option (a plugin with its own transport) is built without it.
+    """
+    from .block import DeploymentTarget
+
+    if isinstance(target, DeploymentTarget):
+        build = target.get_client
+        uri = target.target_uri
+    elif isinstance(target, str) and target.strip():
+        uri = target.strip()
+
+        def build(**options: Any) -> BaseDeploymentClient:
+            return get_deploy_client(uri, **options)
+
+    else:
+        raise InvalidInputError(
+            f"target must be a DeploymentTarget block or a target URI string, got {type(target).__name__}"
+        )
+    try:
+        return build(max_retries=0)
+    except InvalidInputError as first:
+        try:
+            client = build()
+        except Exception:
+            raise first from None
+        run_logger().debug(
+            "Target %s takes no 'max_retries' option: its own retry policy applies inside this task",
+            redact(uri),
+        )
+        return client
+
+
+def target_label(target: TargetLike) -> str:
+    """The target's URI, safe to show."""
+    uri = target if isinstance(target, str) else getattr(target, "target_uri", "?")
+    return redact(uri)
+
+
+class RedactingLogger:
+    """Formats each message, then masks credentials in it, before handing it to ``logger``: Prefect's
+    handlers do not know deployflow's secrets."""
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    def _log(self, level: int, message: str, *args: Any) -> None:
+        if self.logger.isEnabledFor(level):
+            text = message % args if args else message
+            self.logger.log(level, "%s", redact(text), stacklevel=3)
+
+    def debug(self, message: str, *args: Any) -> None:
+        self._log(logging.DEBUG, message, *args)
+
+    def info(self, message: str, *args: Any) -> None:
+        self._log(logging.INFO, message, *args)
+
+    def warning(self, message: str, *args: Any) -> None:
+        self._log(logging.WARNING, message, *args)
+
+    def error(self, message: str, *args: Any) -> None:
+        self._log(logging.ERROR, message, *args)
+
+
+def run_logger() -> RedactingLogger:
+    """Prefect's run logger inside a flow or task run, else this package's logger (tests, ``.fn()``),
+    with every message redacted."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return RedactingLogger(get_run_logger())
+    except MissingContextError:
+        return RedactingLogger(_fallback_logger)
+
+
+def in_run() -> bool:
+    """Whether code runs inside a Prefect flow or task run (artifacts need one)."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return TaskRunContext.get() is not None or FlowRunContext.get() is not None
+
+
+def last_attempt(error: BaseException) -> bool:
+    """Whether the task will not be tried again after ``error`` (so a "failed" event is final)."""
+    from prefect.context import TaskRunContext
+
+    from .retries import is_retryable
+
+    if not is_retryable(error):
+        return True
+    context = TaskRunContext.get()
+    if context is None:
+        return True
+    retries = context.task.retries or 0
+    return context.task_run.run_count > retries
+
+
+def safe(value: Any) -> Any:
+    """``value`` as plain JSON (str, numbers, lists, dicts) with every string redacted."""
+    plain = json.loads(json.dumps(value, default=str))
+    return _redact_strings(plain)
+
+
+def _redact_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {redact(str(key)): _redact_strings(item) for key, item in value.items()}
+    return value
+
+
+def reveal(value: Any) -> Any:
+    """Replace ``SecretStr`` values (at any depth of dicts and lists) by their text, registering each for
+    redaction: a config may carry a secret from a block without writing it in clear."""
+    get = getattr(value, "get_secret_value", None)
+    if callable(get):
+        register_secret(value)
+        return get()
+    if isinstance(value, dict):
+        return {key: reveal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [reveal(item) for item in value]
+    return value
+
+
+def slug(*parts: str) -> str:
+    """An artifact key: lowercase letters, digits and dashes only."""
+    text = "-".join(parts).lower()
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9]+", "-", text)).strip("-") or "deployflow"
+
+
+class ForeignError(Exception):
+    """Stands in for a non-deployflow exception in an error's cause chain, with its text redacted."""
+
+
+def scrub_errors(function: F) -> F:
+    """Run ``function``; before a deployflow error leaves it, replace the foreign exceptions it was
+    chained from by :class:`ForeignError` copies whose text is redacted.
+
+    deployflow's own messages are redacted already, but a chained ``requests`` or plugin exception may
+    quote a header or a URL with a credential, and Prefect logs and stores the whole chain.
+    """
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except DeploymentError as error:
+            _scrub_chain(error)
+            raise
+
+    return run  # type: ignore[return-value]
+
+
+def _scrub_chain(error: BaseException) -> None:
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        for attribute in ("__cause__", "__context__"):
+            linked = getattr(link, attribute)
+            if linked is not None and not isinstance(linked, (DeploymentError, ForeignError)):
+                stand_in = ForeignError(f"{type(linked).__module__}.{type(linked).__name__}: {redact(linked)}")
+                stand_in.__traceback__ = linked.__traceback__
+                stand_in.__cause__ = linked.__cause__
+                stand_in.__context__ = linked.__context__
+                stand_in.__suppress_context__ = linked.__suppress_context__
+                setattr(link, attribute, stand_in)
+        link = link.__cause__ or link.__context__

@@ -1,0 +1,125 @@
+"""The ``DeploymentTarget`` block: where to deploy, with which credentials and client options."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from prefect.blocks.core import Block
+from prefect.types import SecretDict
+from pydantic import Field, SecretStr, field_validator
+
+from deployflow import BaseDeploymentClient, get_deploy_client
+from deployflow.redaction import register_secret
+
+__all__ = ["DeploymentTarget"]
+
+# Option names that hold credentials belong in ``auth_token`` / ``secret_options``, never in the plain
+# ``client_options`` a block shows and stores in clear.
+_SECRET_NAME = re.compile(r"(?i)token|secret|password|passwd|credential|api_?key|private_?key")
+
+
+class DeploymentTarget(Block):
+    """A deployflow target: its URI, its credentials (stored as secrets) and its client options.
+
+    The client is built from the fields alone: nothing is read from or written to ``os.environ``.
+    Inside deployflow's tasks the transport's own retries are turned off (``max_retries=0``, whatever
+    ``client_options`` say) because the task retries the whole step; see
+    :mod:`deployflow.integrations.prefect.retries`. Every secret is registered with deployflow's redaction as soon as the block exists, so it is masked
+    in every message, log line, task result and artifact deployflow produces in this process.
+
+    Example::
+
+        from deployflow.integrations.prefect import DeploymentTarget
+
+        DeploymentTarget(
+            target_uri="local:///srv/deployflow",
+            auth_token="s3cr3t-token",           # stored as a secret
+            client_options={"timeout": 60},
+        ).save("models-local", overwrite=True)
+
+        client = DeploymentTarget.load("models-local").get_client()
+        print(client.list_deployments())
+    """
+
+    _block_type_name = "deployflow Deployment Target"
+    _block_type_slug = "deployflow-deployment-target"
+    _description = (
+        "A model-serving target for deployflow (local, databricks, sagemaker, an MLflow gateway or any "
+        "plugin): its URI, credentials and client options."
+    )
+    _code_example = """
+```python
+from deployflow.integrations.prefect import DeploymentTarget
+
+client = DeploymentTarget.load("BLOCK_NAME").get_client()
+```"""
+
+    target_uri: str = Field(
+        default="local",
+        description="The target URI, for example 'local', 'local:///abs/state/dir', 'databricks://prod' "
+        "or 'serving+https://host'.",
+    )
+    auth_token: Optional[SecretStr] = Field(
+        default=None,
+        description="Bearer token for targets that take the 'auth_token' option (local, serving).",
+    )
+    secret_options: SecretDict = Field(
+        default_factory=lambda: SecretDict({}),
+        description="Other credential options of the client, by option name (for example a password or "
+        "an API key); every value is stored as a secret.",
+    )
+    client_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Plain client options: timeouts, retry settings, 'home' for the local target. "
+        "Credentials go in auth_token or secret_options.",
+    )
+
+    @field_validator("target_uri")
+    @classmethod
+    def _check_target_uri(cls, value: str) -> str:
+        if not value or not value.strip():
+            raise ValueError("target_uri must not be empty")
+        return value.strip()
+
+    @field_validator("client_options")
+    @classmethod
+    def _check_client_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        leaked = sorted(name for name in value if _SECRET_NAME.search(name))
+        if leaked:
+            raise ValueError(
+                f"client_options {leaked} look like credentials; put them in auth_token or secret_options, "
+                "which are stored as secrets"
+            )
+        return value
+
+    def block_initialization(self) -> None:
+        # Register at once, so the secrets are masked even in errors raised before any client exists.
+        register_secret(self.auth_token)
+        for value in self._secret_options().values():
+            register_secret(str(value))
+
+    def client_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """The keyword options :meth:`get_client` passes to ``deployflow.get_deploy_client``.
+
+        Secrets are revealed here, so do not log the result. ``overrides`` win over the block's fields.
+        """
+        options: dict[str, Any] = dict(self.client_options)
+        if self.auth_token is not None:
+            options["auth_token"] = self.auth_token.get_secret_value()
+        options.update(self._secret_options())
+        options.update(overrides)
+        return options
+
+    def _secret_options(self) -> dict[str, Any]:
+        value = self.secret_options
+        return dict(value.get_secret_value() if isinstance(value, SecretDict) else value or {})
+
+    def get_client(self, **overrides: Any) -> BaseDeploymentClient:
+        """Build a deployflow client for :attr:`target_uri` with the block's options plus ``overrides``.
+
+        >>> DeploymentTarget(target_uri="local").get_client()  # doctest: +SKIP
+        LocalDeploymentClient(target_uri='local')
+        """
+        self.block_initialization()  # fields may have been assigned after construction
+        return get_deploy_client(self.target_uri, **self.client_kwargs(**overrides))

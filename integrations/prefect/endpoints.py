@@ -1,0 +1,177 @@
+"""Tasks for endpoints: ``create_endpoint`` (retry-safe), ``update_endpoint``, ``delete_endpoint``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from deployflow import ConflictError, DeploymentError, NotFoundError, ensure_endpoint
+
+from . import events
+from ._runtime import (
+    TargetLike,
+    last_attempt,
+    open_client,
+    reveal,
+    run_logger,
+    safe,
+    scrub_errors,
+    target_label,
+)
+from .artifacts import link_artifact
+from .retries import DEFAULT_RETRIES, DEFAULT_RETRY_DELAYS, RETRY_JITTER, retry_if_retryable
+from .waiting import DEFAULT_TIMEOUT, failure_payload, wait_ready
+
+__all__ = ["create_endpoint", "update_endpoint", "delete_endpoint"]
+
+_STEP = dict(
+    retries=DEFAULT_RETRIES,
+    retry_delay_seconds=DEFAULT_RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_if_retryable,
+    cache_policy=NO_CACHE,
+)
+
+
+@task(name="create_endpoint", **_STEP)
+@scrub_errors
+def create_endpoint(
+    target: TargetLike,
+    name: str,
+    config: dict[str, Any] | None = None,
+    *,
+    if_exists: Literal["adopt", "update", "fail"] = "adopt",
+    wait: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    poll_interval: float = 1.0,
+) -> dict[str, Any]:
+    """Create endpoint ``name`` and (by default) wait until it serves.
+
+    Retry-safe like ``create_deployment``: an existing endpoint is adopted when every config key it
+    shows matches the requested one (``"adopt"``), changed with ``update_endpoint`` (``"update"``), or
+    refused (``"fail"``); a mismatch under ``"adopt"`` fails with :class:`deployflow.ConflictError`.
+
+    Returns ``{"name", "action", "state", "url", "target"}``.
+
+    Example::
+
+        from prefect import flow
+        from deployflow.integrations.prefect import create_endpoint
+
+        @flow
+        def expose():
+            routes = [{"deployment": "churn-v1", "traffic": 90}, {"deployment": "churn-v2", "traffic": 10}]
+            return create_endpoint("local", "churn", {"routes": routes})
+
+        expose()
+    """
+    deadline = time.monotonic() + float(timeout)
+    label = target_label(target)
+    logger = run_logger()
+    with open_client(target) as client:
+        try:
+            ensured = ensure_endpoint(
+                client, name, config=reveal(config) if config is not None else None, if_exists=if_exists
+            )
+        except DeploymentError as error:
+            if last_attempt(error) and not isinstance(error, ConflictError):
+                events.emit_state_event("endpoint", name, events.FAILED, target=label, payload=failure_payload(error))
+            raise
+        action = ensured.action
+        logger.info("Endpoint %r %s on %s", name, action, label)
+        result = _result(name, action, ensured.record, label)
+        if wait:
+            result.update(wait_ready(client, "endpoint", name, target=label, timeout=deadline - time.monotonic(),
+                                     poll_interval=poll_interval))
+            result["action"] = action
+        else:
+            link_artifact("endpoint", name, result.get("url"), state=str(result.get("state")), target=label)
+    return safe(result)
+
+
+def _result(name: str, action: str, record: Any, target: str) -> dict[str, Any]:
+    record = record if isinstance(record, dict) else {}
+    state = record.get("state")
+    return {
+        "name": name,
+        "action": action,
+        "state": str(state) if state is not None else None,
+        "url": record.get("url") or record.get("endpoint_url"),
+        "target": target,
+    }
+
+
+@task(name="update_endpoint", **_STEP)
+@scrub_errors
+def update_endpoint(
+    target: TargetLike,
+    name: str,
+    config: dict[str, Any] | None = None,
+    *,
+    wait: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    poll_interval: float = 1.0,
+) -> dict[str, Any]:
+    """Change endpoint ``name``'s configuration (for example its traffic split), then (by default) wait.
+
+    Returns ``{"name", "action": "updated", "state", "url", "target"}``.
+
+    Example::
+
+        from prefect import flow
+        from deployflow.integrations.prefect import update_endpoint
+
+        @flow
+        def promote():
+            return update_endpoint("local", "churn", {"routes": [{"deployment": "churn-v2", "traffic": 100}]})
+
+        promote()
+    """
+    deadline = time.monotonic() + float(timeout)
+    label = target_label(target)
+    logger = run_logger()
+    with open_client(target) as client:
+        try:
+            record = client.update_endpoint(name, config=reveal(config) if config is not None else None)
+        except DeploymentError as error:
+            if last_attempt(error) and not isinstance(error, (ConflictError, NotFoundError)):
+                events.emit_state_event("endpoint", name, events.FAILED, target=label, payload=failure_payload(error))
+            raise
+        if not isinstance(record, dict):
+            record = client.get_endpoint(name)
+        logger.info("Endpoint %r updated on %s", name, label)
+        result = _result(name, "updated", record, label)
+        if wait:
+            result.update(wait_ready(client, "endpoint", name, target=label, timeout=deadline - time.monotonic(),
+                                     poll_interval=poll_interval))
+            result["action"] = "updated"
+    return safe(result)
+
+
+@task(name="delete_endpoint", **_STEP)
+@scrub_errors
+def delete_endpoint(target: TargetLike, name: str) -> dict[str, Any]:
+    """Delete endpoint ``name``. Idempotent. Returns ``{"name", "deleted": True, "target"}``.
+
+    Example::
+
+        from prefect import flow
+        from deployflow.integrations.prefect import delete_endpoint
+
+        @flow
+        def tear_down():
+            return delete_endpoint("local", "churn")
+
+        tear_down()
+    """
+    label = target_label(target)
+    with open_client(target) as client:
+        try:
+            client.delete_endpoint(name)
+        except NotFoundError:
+            pass
+    run_logger().info("Endpoint %r deleted from %s", name, label)
+    return safe({"name": name, "deleted": True, "target": label})
