@@ -38,10 +38,10 @@ from .errors import (
     UnknownTargetError,
     WaitTimeoutError,
 )
-from .orchestration import EnsureResult, ensure_deployment, ensure_endpoint
+from .orchestration import IF_EXISTS, EnsureResult, ensure_deployment, ensure_endpoint
 from .predictions import PredictionsResponse
 from .redaction import get_logger as _get_logger
-from .registry import list_targets, register_target
+from .registry import list_targets, register_target, unregister_target
 from .status import State, Status
 
 __version__ = "0.1.0"
@@ -55,11 +55,13 @@ __all__ = [
     "target_help",
     "list_targets",
     "register_target",
+    "unregister_target",
     "batch_predict",
     "read_output",
     "ensure_deployment",
     "ensure_endpoint",
     "EnsureResult",
+    "IF_EXISTS",
     "BatchSummary",
     "Progress",
     "BaseDeploymentClient",

@@ -203,10 +203,13 @@ class DeploymentFailedError(DeploymentError):
 
 
 class WaitTimeoutError(DeploymentError):
-    """Waiting for a deployment or endpoint to become ready ran out of time."""
+    """Waiting for a deployment or endpoint to become ready ran out of time.
+
+    Not retryable: the timeout is the caller's whole budget for the wait (one deadline), and a retried
+    step would quietly wait longer than asked.
+    """
 
     default_error_code = "DEADLINE_EXCEEDED"
-    default_retryable = True
 
     def __init__(self, message: str, *, last_status: Any = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

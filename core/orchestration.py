@@ -24,6 +24,9 @@ logger = get_logger(__name__)
 
 IF_EXISTS = ("adopt", "update", "fail")
 
+#: Config keys that steer the call (wait or not) rather than describe the deployment; never compared.
+_CALL_KEYS = frozenset({"wait", "wait_timeout", "startup_timeout"})
+
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,13 @@ def ensure_deployment(
                 raise
     if if_exists == "fail":
         raise ConflictError(f"Deployment {name!r} exists already (if_exists='fail')")
+    differences = deployment_differences(existing, model_uri, flavor, config)
     if if_exists == "update":
+        if not differences and not config and existing.get("model_uri") is not None:
+            # Already serving this model and nothing else to change: rolling forward would only restart it.
+            return EnsureResult("adopted", dict(existing))
         client.update_deployment(name, model_uri=model_uri, flavor=flavor, config=config, **where)
         return EnsureResult("updated", dict(_get_deployment(client, name, where) or {"name": name}))
-    differences = deployment_differences(existing, model_uri, flavor, config)
     if differences:
         raise ConflictError(
             f"Deployment {name!r} exists with a different spec ({'; '.join(differences)}); "
@@ -165,7 +171,7 @@ def config_differences(shown: dict[str, Any], requested: dict[str, Any] | None) 
     """
     found = []
     for key, wanted in (requested or {}).items():
-        if key not in shown or callable(getattr(wanted, "get_secret_value", None)):
+        if key in _CALL_KEYS or key not in shown or callable(getattr(wanted, "get_secret_value", None)):
             continue
         have = shown[key]
         if isinstance(have, str) and "***" in have:
@@ -179,7 +185,18 @@ def _same_value(have: Any, wanted: Any) -> bool:
     """Equal, allowing for targets that normalise values ("2" -> 2, 100 -> 100.0, "true" -> True) and
     add keys of their own inside dicts."""
     if isinstance(have, list) and isinstance(wanted, (list, tuple)):
-        return len(have) == len(wanted) and all(_same_value(h, w) for h, w in zip(have, wanted))
+        if len(have) != len(wanted):
+            return False
+        if all(isinstance(item, dict) for item in (*have, *wanted)):
+            # Lists of records (routes, served entities): the order carries no meaning.
+            unmatched = list(have)
+            for item in wanted:
+                match = next((h for h in unmatched if _same_value(h, item)), None)
+                if match is None:
+                    return False
+                unmatched.remove(match)
+            return True
+        return all(_same_value(h, w) for h, w in zip(have, wanted))
     if isinstance(have, dict) and isinstance(wanted, dict):
         return all(key in have and _same_value(have[key], value) for key, value in wanted.items())
     if have == wanted or str(have).strip().lower() == str(wanted).strip().lower():

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from .redaction import redact
+
 __all__ = ["State", "Status"]
 
 
@@ -37,6 +39,9 @@ class Status:
     def __post_init__(self) -> None:
         if not isinstance(self.state, State):
             object.__setattr__(self, "state", State(str(self.state).upper()))
+        if self.reason is not None:
+            # Reasons quote server logs and error bodies, which may repeat a credential.
+            object.__setattr__(self, "reason", redact(str(self.reason)))
 
     @property
     def is_ready(self) -> bool:

@@ -138,7 +138,7 @@ def test_a_retried_create_adopts_what_the_first_attempt_created():
     # A deployment of the same name serving another model is not adopted, and not retried either.
     clash = tis["create_other_model"]
     assert clash.state == "failed" and clash.try_number == 1, output[-5000:]
-    assert "exists with another model" in output
+    assert "exists with a different spec" in output
 
     assert support.return_value(run, "predict")["predictions"] == [[2.0], [3.0]]
     assert tis["cleanup"].state == "success"

@@ -76,8 +76,8 @@ class ReadinessWaitingOperator(DeployflowOperator):
         ``[operators] default_deferrable``.
 
     Outcomes are the same in both modes: READY succeeds; FAILED or still missing fails at once
-    (``AirflowFailException``, with the target's reason, no retry); running out of time raises a
-    retryable error (a retried create adopts the deployment and waits again).
+    (``AirflowFailException``, with the target's reason, no retry); running out of time fails too:
+    the timeout is the whole budget of the wait, so a retry would only wait longer than asked.
     """
 
     def __init__(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, Sequence
-from urllib.parse import urlparse
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from deployflow import BaseDeploymentClient, ConflictError, NotFoundError
+from deployflow import IF_EXISTS, BaseDeploymentClient, ensure_deployment
 
 from .._common import given, small_record, translate_errors
 from ._base import DeployflowOperator, ReadinessWaitingOperator
@@ -20,31 +18,7 @@ __all__ = [
     "CreateDeploymentOperator",
     "UpdateDeploymentOperator",
     "DeleteDeploymentOperator",
-    "IF_EXISTS",
-    "same_model_uri",
 ]
-
-#: What :class:`CreateDeploymentOperator` does when the deployment exists already.
-IF_EXISTS = ("adopt", "update", "fail")
-
-
-def same_model_uri(wanted: str, recorded: str) -> bool:
-    """Whether two model URIs name the same model: equal, or the same plain path once made absolute
-    (targets record plain paths absolute)."""
-    if wanted == recorded:
-        return True
-    scheme = urlparse(wanted).scheme
-    if not scheme or len(scheme) == 1:  # a plain path (or a Windows drive letter)
-        return os.path.abspath(os.path.expanduser(wanted)) == recorded
-    return False
-
-
-def _get_or_none(client: BaseDeploymentClient, name: str) -> dict[str, Any] | None:
-    try:
-        return client.get_deployment(name)
-    except NotFoundError:
-        return None
-
 
 class _DeploymentOperator(ReadinessWaitingOperator):
     def __init__(self, *, deployment_name: str, endpoint: str | None = None, **kwargs: Any) -> None:
@@ -125,57 +99,16 @@ class CreateDeploymentOperator(_DeploymentOperator):
             return self._wait_until_ready(client, self._result(action, record))
 
     def _create_or_take_over(self, client: BaseDeploymentClient) -> tuple[Any, str]:
-        existing = _get_or_none(client, self.deployment_name)
-        if existing is None:
-            try:
-                record = client.create_deployment(
-                    self.deployment_name,
-                    self.model_uri,
-                    **given(flavor=self.flavor, config=self.config, endpoint=self.endpoint),
-                )
-                return record, "created"
-            except ConflictError:
-                # Created meanwhile (a concurrent run, or our own earlier attempt): decide as below.
-                existing = _get_or_none(client, self.deployment_name)
-                if existing is None:
-                    raise
-        return self._take_over(client, existing)
-
-    def _take_over(self, client: BaseDeploymentClient, existing: dict[str, Any]) -> tuple[Any, str]:
-        name = self.deployment_name
-        if self.if_exists == "fail":
-            raise ConflictError(f"Deployment {name!r} exists already and if_exists='fail'")
-        same = self._same_spec(existing)
-        if self.if_exists == "adopt":
-            if same is False:
-                raise ConflictError(
-                    f"Deployment {name!r} exists with another model (model_uri={existing.get('model_uri')!r}, "
-                    f"flavor={existing.get('flavor')!r}); wanted model_uri={self.model_uri!r}, "
-                    f"flavor={self.flavor!r}. Pass if_exists='update' to roll it forward."
-                )
-            if same is None:
-                self.log.warning(
-                    "Deployment %r exists and its record does not say which model it serves; adopting it", name
-                )
-            return existing, "adopted"
-        if same and not self.config:
-            return existing, "adopted"  # nothing to roll forward
-        record = client.update_deployment(
-            name, **given(model_uri=self.model_uri, flavor=self.flavor, config=self.config, endpoint=self.endpoint)
+        result = ensure_deployment(
+            client,
+            self.deployment_name,
+            self.model_uri,
+            flavor=self.flavor,
+            config=self.config,
+            endpoint=self.endpoint,
+            if_exists=self.if_exists,
         )
-        return record or client.get_deployment(name), "updated"
-
-    def _same_spec(self, existing: dict[str, Any]) -> bool | None:
-        """True/False when the existing deployment serves the same/another model; None if unknown."""
-        recorded_uri = existing.get("model_uri")
-        if not isinstance(recorded_uri, str):
-            return None
-        if not same_model_uri(self.model_uri, recorded_uri):
-            return False
-        recorded_flavor = existing.get("flavor")
-        if self.flavor and isinstance(recorded_flavor, str) and recorded_flavor:
-            return self.flavor.strip().lower() == recorded_flavor.strip().lower()
-        return True
+        return result.record, result.action
 
 
 class UpdateDeploymentOperator(_DeploymentOperator):

@@ -2,70 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from deployflow import BaseDeploymentClient, ConflictError, NotFoundError
+from deployflow import IF_EXISTS, BaseDeploymentClient, ensure_endpoint
 
 from .._common import given, small_record, translate_errors
 from ._base import DeployflowOperator, ReadinessWaitingOperator
-from .deployment import IF_EXISTS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 __all__ = ["CreateEndpointOperator", "UpdateEndpointOperator", "DeleteEndpointOperator"]
-
-#: Config keys that steer the call rather than describe the endpoint; never compared.
-_CALL_KEYS = frozenset({"wait"})
-
-
-def _normalized(value: Any) -> Any:
-    """A comparable form of a config value: numbers as floats, lists of dicts in a stable order."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {str(key): _normalized(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [_normalized(item) for item in value]
-        if all(isinstance(item, dict) for item in items):
-            items.sort(key=lambda item: json.dumps(item, sort_keys=True, default=str))
-        return items
-    return str(value)
-
-
-def same_endpoint_config(wanted: Mapping[str, Any] | None, existing: Mapping[str, Any]) -> bool | None:
-    """Whether the existing endpoint has the wanted config: True/False, or None when the record does not
-    say (no ``config`` in it) or a value cannot be compared (text on one side, structure on the other)."""
-    recorded = existing.get("config")
-    if not wanted:
-        return True
-    if not isinstance(recorded, Mapping):
-        return None
-    unknown = False
-    for key, value in wanted.items():
-        if key in _CALL_KEYS:
-            continue
-        if key not in recorded:
-            unknown = True
-            continue
-        mine, theirs = _normalized(value), _normalized(recorded[key])
-        if isinstance(mine, str) != isinstance(theirs, str):
-            unknown = True  # e.g. routes given as "a:90,b:10" text: the target parses it, we do not
-            continue
-        if mine != theirs:
-            return False
-    return None if unknown else True
-
-
-def _get_or_none(client: BaseDeploymentClient, endpoint: str) -> dict[str, Any] | None:
-    try:
-        return client.get_endpoint(endpoint)
-    except NotFoundError:
-        return None
-
 
 class _EndpointOperator(ReadinessWaitingOperator):
     def __init__(self, *, endpoint: str, **kwargs: Any) -> None:
@@ -114,28 +61,8 @@ class CreateEndpointOperator(_EndpointOperator):
             return self._wait_until_ready(client, self._result(action, record))
 
     def _create_or_take_over(self, client: BaseDeploymentClient) -> tuple[Any, str]:
-        existing = _get_or_none(client, self.endpoint)
-        if existing is None:
-            try:
-                return client.create_endpoint(self.endpoint, **given(config=self.config)), "created"
-            except ConflictError:
-                existing = _get_or_none(client, self.endpoint)
-                if existing is None:
-                    raise
-        if self.if_exists == "fail":
-            raise ConflictError(f"Endpoint {self.endpoint!r} exists already and if_exists='fail'")
-        same = same_endpoint_config(self.config, existing)
-        if self.if_exists == "adopt":
-            if same is False:
-                raise ConflictError(
-                    f"Endpoint {self.endpoint!r} exists with another config; pass if_exists='update' to apply "
-                    "this one"
-                )
-            return existing, "adopted"
-        if same is True:
-            return existing, "adopted"
-        record = client.update_endpoint(self.endpoint, **given(config=self.config))
-        return record or client.get_endpoint(self.endpoint), "updated"
+        result = ensure_endpoint(client, self.endpoint, config=self.config, if_exists=self.if_exists)
+        return result.record, result.action
 
 
 class UpdateEndpointOperator(_EndpointOperator):
