@@ -18,12 +18,12 @@ from urllib.parse import quote, urlsplit
 
 import requests.auth
 
-from ..base import BaseDeploymentClient
-from ..errors import InvalidInputError, NotFoundError, NotSupportedError, RemoteError, TargetError
+from ..errors import InvalidInputError, NotFoundError, RemoteError, TargetError
 from ..predictions import PredictionsResponse
 from ..redaction import get_logger, redact, register_secret
 from ..status import State, Status
 from ..transport import HttpSettings, HttpTransport
+from ._hosted import HostedModelsClient, refuse_run_local
 from ._sse import stream_json
 
 __all__ = ["GatewayDeploymentClient", "GatewayEndpoint", "run_local", "target_help"]
@@ -118,7 +118,7 @@ def _check_uri(target_uri: str) -> str:
     return target_uri.rstrip("/")
 
 
-class GatewayDeploymentClient(BaseDeploymentClient):
+class GatewayDeploymentClient(HostedModelsClient):
     """Client of an MLflow deployments server (AI gateway): list, get, predict and stream its endpoints.
 
     Options: ``token`` (bearer) or ``username`` + ``password`` (basic), else ``MLFLOW_TRACKING_TOKEN`` or
@@ -127,6 +127,10 @@ class GatewayDeploymentClient(BaseDeploymentClient):
     certificate checks and ``MLFLOW_TRACKING_SERVER_CERT_PATH`` names a CA bundle, unless ``verify`` is
     given.
     """
+
+    target_label = "MLflow deployments server"
+    not_offered = "its endpoints come from the server's configuration file."
+    deployments_hint = " Use list_endpoints / get_endpoint."
 
     def __init__(self, target_uri: str, **options: Any) -> None:
         super().__init__(target_uri, **options)
@@ -236,32 +240,6 @@ class GatewayDeploymentClient(BaseDeploymentClient):
         )
         return stream_json(self._transport, response, what=f"POST {path}")
 
-    # -- what the server does not offer -------------------------------------------------------------
-
-    def create_deployment(self, name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
-        raise NotSupportedError(_read_only("create_deployment"))
-
-    def update_deployment(self, name: str, model_uri: str | None = None, flavor: str | None = None, config: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
-        raise NotSupportedError(_read_only("update_deployment"))
-
-    def delete_deployment(self, name: str, config: dict[str, Any] | None = None, endpoint: str | None = None) -> None:
-        raise NotSupportedError(_read_only("delete_deployment"))
-
-    def list_deployments(self, endpoint: str | None = None) -> list[dict[str, Any]]:
-        raise NotSupportedError(_read_only("list_deployments") + " Use list_endpoints.")
-
-    def get_deployment(self, name: str, endpoint: str | None = None) -> dict[str, Any]:
-        raise NotSupportedError(_read_only("get_deployment") + " Use get_endpoint.")
-
-    def create_endpoint(self, name: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
-        raise NotSupportedError(_read_only("create_endpoint"))
-
-    def update_endpoint(self, endpoint: str, config: dict[str, Any] | None = None) -> Any:
-        raise NotSupportedError(_read_only("update_endpoint"))
-
-    def delete_endpoint(self, endpoint: str) -> None:
-        raise NotSupportedError(_read_only("delete_endpoint"))
-
 
 def _body(inputs: Any) -> dict[str, Any]:
     if inputs is None:
@@ -280,15 +258,8 @@ def _quoted(name: str) -> str:
     return quote(name, safe="")
 
 
-def _read_only(method: str) -> str:
-    return (
-        f"{method} is not supported by the MLflow deployments server target: its endpoints come from the "
-        "server's configuration file."
-    )
-
-
 def run_local(name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None) -> None:
-    raise NotSupportedError("run_local is not supported by the deployments server target; use the 'local' target")
+    refuse_run_local("deployments server")
 
 
 def target_help() -> str:

@@ -21,12 +21,12 @@ from urllib.parse import quote
 
 import requests.auth
 
-from ..base import BaseDeploymentClient
-from ..errors import AuthenticationError, InvalidInputError, NotFoundError, NotSupportedError, TargetError
+from ..errors import AuthenticationError, InvalidInputError, NotFoundError, TargetError
 from ..predictions import PredictionsResponse
 from ..redaction import get_logger, register_secret
 from ..status import State, Status
 from ..transport import HttpSettings, HttpTransport
+from ._hosted import HostedModelsClient, refuse_run_local
 from ._sse import stream_json
 
 __all__ = ["OpenAIDeploymentClient", "OpenAISettings", "run_local", "target_help"]
@@ -124,7 +124,7 @@ class _KeyAuth(requests.auth.AuthBase):
         return f"_KeyAuth({self.header}: ***)"
 
 
-class OpenAIDeploymentClient(BaseDeploymentClient):
+class OpenAIDeploymentClient(HostedModelsClient):
     """OpenAI (or a compatible server, or Azure OpenAI): chat, completions and embeddings, streaming, and
     models as endpoints.
 
@@ -133,6 +133,10 @@ class OpenAIDeploymentClient(BaseDeploymentClient):
     :class:`~deployflow.transport.HttpSettings`; each falls back to the environment variable MLflow and
     the openai package read. See :func:`target_help`.
     """
+
+    target_label = "openai"
+    not_offered = "OpenAI's models are used, not deployed."
+    deployments_hint = " Use list_endpoints / get_endpoint for the models."
 
     def __init__(self, target_uri: str, **options: Any) -> None:
         super().__init__(target_uri, **options)
@@ -255,39 +259,9 @@ class OpenAIDeploymentClient(BaseDeploymentClient):
             return Status(State.NOT_FOUND, reason=str(exc))
         return Status(State.READY, raw=record)
 
-    # -- what OpenAI does not offer -----------------------------------------------------------------
-
-    def create_deployment(self, name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
-        raise NotSupportedError(_unsupported("create_deployment"))
-
-    def update_deployment(self, name: str, model_uri: str | None = None, flavor: str | None = None, config: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
-        raise NotSupportedError(_unsupported("update_deployment"))
-
-    def delete_deployment(self, name: str, config: dict[str, Any] | None = None, endpoint: str | None = None) -> None:
-        raise NotSupportedError(_unsupported("delete_deployment"))
-
-    def list_deployments(self, endpoint: str | None = None) -> list[dict[str, Any]]:
-        raise NotSupportedError(_unsupported("list_deployments") + " Use list_endpoints for the models.")
-
-    def get_deployment(self, name: str, endpoint: str | None = None) -> dict[str, Any]:
-        raise NotSupportedError(_unsupported("get_deployment") + " Use get_endpoint for a model.")
-
-    def create_endpoint(self, name: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
-        raise NotSupportedError(_unsupported("create_endpoint"))
-
-    def update_endpoint(self, endpoint: str, config: dict[str, Any] | None = None) -> Any:
-        raise NotSupportedError(_unsupported("update_endpoint"))
-
-    def delete_endpoint(self, endpoint: str) -> None:
-        raise NotSupportedError(_unsupported("delete_endpoint"))
-
-
-def _unsupported(method: str) -> str:
-    return f"{method} is not supported by the openai target: OpenAI's models are used, not deployed."
-
 
 def run_local(name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None) -> None:
-    raise NotSupportedError("run_local is not supported by the openai target; use the 'local' target")
+    refuse_run_local("openai")
 
 
 def target_help() -> str:

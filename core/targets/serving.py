@@ -11,20 +11,20 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..base import BaseDeploymentClient
-from ..errors import DeploymentError, NotSupportedError, TargetError
+from ..errors import DeploymentError, InvalidInputError, TargetError
 from ..payloads import decode_response, encode_request
 from ..predictions import PredictionsResponse
 from ..redaction import register_secret
 from ..status import State, Status
 from ..transport import HttpSettings, HttpTransport
+from ._hosted import HostedModelsClient, refuse_run_local
 
 __all__ = ["ServingDeploymentClient", "run_local", "target_help"]
 
 _OPTIONS = frozenset({"auth_token", "headers"})
 
 
-class ServingDeploymentClient(BaseDeploymentClient):
+class ServingDeploymentClient(HostedModelsClient):
     """Predict against one remote MLflow-protocol scoring server; status from its ``/ping``.
 
     Options: ``auth_token`` (sent as ``Authorization: Bearer``), ``headers`` (extra headers), and the
@@ -42,8 +42,6 @@ class ServingDeploymentClient(BaseDeploymentClient):
         settings_options, own = HttpSettings.split_options(options)
         unknown = sorted(set(own) - _OPTIONS)
         if unknown:
-            from ..errors import InvalidInputError
-
             raise InvalidInputError(
                 f"Unknown option(s) for the serving target: {', '.join(unknown)}; known: "
                 f"{', '.join(sorted(_OPTIONS | HttpSettings.OPTION_NAMES))}"
@@ -55,6 +53,12 @@ class ServingDeploymentClient(BaseDeploymentClient):
             headers["Authorization"] = f"Bearer {token}"
         self.url = rest.rstrip("/")
         self._transport = HttpTransport(self.url, settings=HttpSettings.from_options(settings_options), headers=headers)
+
+    target_label = "serving"
+    not_offered = (
+        "it scores against a server someone else runs. Use the target that manages that server "
+        "(for example 'local') to change it."
+    )
 
     #: Most scoring servers run one worker per core; a few requests in flight keep it busy.
     default_batch_concurrency = 4
@@ -83,28 +87,12 @@ class ServingDeploymentClient(BaseDeploymentClient):
     def list_deployments(self, endpoint: str | None = None) -> list[dict[str, Any]]:
         return [self.get_deployment(urlsplit(self.url).netloc)]
 
-    def create_deployment(self, name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
-        raise NotSupportedError(_read_only("create_deployment"))
-
-    def update_deployment(self, name: str, model_uri: str | None = None, flavor: str | None = None, config: dict[str, Any] | None = None, endpoint: str | None = None) -> dict[str, Any]:
-        raise NotSupportedError(_read_only("update_deployment"))
-
-    def delete_deployment(self, name: str, config: dict[str, Any] | None = None, endpoint: str | None = None) -> None:
-        raise NotSupportedError(_read_only("delete_deployment"))
-
     def close(self) -> None:
         self._transport.close()
 
 
-def _read_only(method: str) -> str:
-    return (
-        f"{method} is not supported by the serving target: it scores against a server someone else runs. "
-        "Use the target that manages that server (for example 'local') to change it."
-    )
-
-
 def run_local(name: str, model_uri: str, flavor: str | None = None, config: dict[str, Any] | None = None) -> None:
-    raise NotSupportedError("run_local is not supported by the serving target; use the 'local' target")
+    refuse_run_local("serving")
 
 
 def target_help() -> str:
