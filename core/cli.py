@@ -727,6 +727,90 @@ def get_endpoint(target: str, endpoint: str) -> None:
     _print_record(record)
 
 
+@cli.command("batch-predict")
+@_predict_name_option
+@_predict_endpoint_option
+@_target_option
+@click.option(
+    "--input-path",
+    "-I",
+    required=True,
+    help="Input: a Parquet, CSV or JSON-lines file (or an fsspec URL when fsspec is installed).",
+)
+@click.option(
+    "--output-path",
+    "-O",
+    required=True,
+    help="Output directory of numbered parts plus a manifest; its suffix (.parquet, .csv, .jsonl) picks the format.",
+)
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Rows per request (default 2000).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight at once.")
+@click.option("--input-format", type=click.Choice(["parquet", "csv", "jsonl"]), default=None, help="Format of the input when its name does not say.")
+@click.option("--output-format", type=click.Choice(["parquet", "csv", "jsonl"]), default=None, help="Format of the output parts when the path's suffix does not say.")
+@click.option("--feature-column", "feature_columns", multiple=True, help="An input column sent to the model; repeat for several (default: all).")
+@click.option("--keep-column", "keep_columns", multiple=True, help="An input column copied to the output; repeat for several (default: all).")
+@click.option("--no-input-columns", is_flag=True, help="Copy no input column to the output, only predictions.")
+@click.option("--prediction-column", default="prediction", show_default=True, help="Name of a single-output prediction column.")
+@click.option("--on-bad-rows", type=click.Choice(["raise", "isolate"]), default="raise", show_default=True, help="Stop at rejected rows, or isolate them into <output>/_errors/.")
+@click.option("--overwrite", is_flag=True, help="Discard what the output holds and start over.")
+@click.option("--no-resume", is_flag=True, help="Refuse to continue a job found in the output.")
+@click.option("--max-chunk-retries", type=click.IntRange(min=0), default=3, show_default=True, help="Retries of a chunk that fails with a retryable error.")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: when stderr is a terminal).")
+def batch_predict_command(
+    target: str,
+    name: str | None,
+    endpoint: str | None,
+    input_path: str,
+    output_path: str,
+    chunk_size: int | None,
+    concurrency: int | None,
+    input_format: str | None,
+    output_format: str | None,
+    feature_columns: tuple[str, ...],
+    keep_columns: tuple[str, ...],
+    no_input_columns: bool,
+    prediction_column: str,
+    on_bad_rows: str,
+    overwrite: bool,
+    no_resume: bool,
+    max_chunk_retries: int,
+    progress: bool | None,
+) -> None:
+    """Score a file against deployment --name or endpoint --endpoint, chunk by chunk, into --output-path.
+
+    Rerun the same command after an interruption and it resumes where it stopped. Prints the summary as JSON.
+    """
+    from .batch import batch_predict
+
+    _exactly_one_of_name_or_endpoint(name, endpoint)
+    if no_input_columns and keep_columns:
+        raise click.UsageError("Give --keep-column or --no-input-columns, not both.")
+    client = _open_client(target)
+    try:
+        summary = batch_predict(
+            client,
+            input_path,
+            deployment_name=name,
+            endpoint=endpoint,
+            output=output_path,
+            input_format=input_format,
+            output_format=output_format,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            feature_columns=list(feature_columns) or None,
+            keep_columns=[] if no_input_columns else (list(keep_columns) or None),
+            prediction_column=prediction_column,
+            on_bad_rows=on_bad_rows,
+            overwrite=overwrite,
+            resume=not no_resume,
+            max_chunk_retries=max_chunk_retries,
+            progress=progress,
+        )
+    finally:
+        _close(client)
+    _echo(json.dumps(summary.to_dict(), indent=2))
+
+
 @cli.command("targets")
 def list_installed_targets() -> None:
     """List the installed targets, one per line (imports none of them)."""

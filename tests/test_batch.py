@@ -317,3 +317,32 @@ def test_dask_workers_get_no_secret_options():
     import pickle
 
     assert b"very-secret-token" not in pickle.dumps(spec)
+
+
+def test_cli_batch_predict_writes_and_resumes(client, home, tmp_path):
+    from click.testing import CliRunner
+
+    from deployflow.cli import cli
+
+    df = frame(900, seed=9)
+    source = tmp_path / "in.csv"
+    df.to_csv(source, index=False)
+    out_dir = tmp_path / "cli.parquet"
+    args = [
+        "batch-predict", "-t", f"local://{home}", "--name", "linear", "-I", str(source), "-O", str(out_dir),
+        "--chunk-size", "200", "--feature-column", "a", "--feature-column", "b", "--keep-column", "id",
+    ]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.output)
+    assert summary["rows"] == 900 and summary["chunks"] == 5 and summary["output_path"] == str(out_dir)
+    written = read_output(out_dir)
+    assert list(written.columns) == ["id", "prediction"]
+    np.testing.assert_allclose(written["prediction"].to_numpy(), expected_linear(df))
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and json.loads(again.output)["resumed_chunks"] == 5
+
+    both = CliRunner().invoke(cli, ["batch-predict", "-t", "local", "--name", "a", "--endpoint", "b", "-I", str(source), "-O", "x.parquet"])
+    assert both.exit_code == 2 and len(both.output.strip().splitlines()) == 1
+    refused = CliRunner().invoke(cli, [*args[:-6], "--chunk-size", "100"])
+    assert refused.exit_code == 1 and refused.output.startswith("Error: ") and "refusing to resume" in refused.output
