@@ -466,3 +466,30 @@ def test_pickle_written_here_loads_in_the_server(tmp_path):
                                  timeout=5)
         assert response.json() == {"predictions": [0.5, 1.0]}
         assert ready["flavor"] == "pickle"
+
+
+def test_sklearn_frames_take_the_array_path_with_the_same_answers(tmp_path):
+    """A numeric frame whose columns are the fitted names is scored as one array; the answers match
+    sklearn's own DataFrame path, and a frame with other columns still meets sklearn's checks."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    named = support.fitted_logistic_regression(n_features=4)
+    loaded = load_model(str(support.write_pickle(named, tmp_path / "named.pkl")))
+    assert loaded.predict_function is not loaded.raw.predict  # the fast path is in place
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(50, 4)), columns=[f"f{i}" for i in range(4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sklearn's own path must not warn either
+        expected = named.predict(frame)
+    np.testing.assert_array_equal(loaded.predict(frame), expected)
+    np.testing.assert_array_equal(loaded.predict(frame.astype("float32")), named.predict(frame.astype("float32")))
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.predict(frame[["f1", "f0", "f2", "f3"]])
+
+    plain = LogisticRegression().fit(frame.to_numpy(), (frame["f0"] > 0).astype(int))
+    loaded_plain = load_model(str(support.write_pickle(plain, tmp_path / "plain.pkl")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X has feature names" warning per request
+        np.testing.assert_array_equal(loaded_plain.predict(frame), plain.predict(frame.to_numpy()))

@@ -214,7 +214,43 @@ def _load_serialized(model_uri: str, flavor: str) -> LoadedModel:
             f"the object in {str(path)!r} ({_describe(obj)}) has no predict method; "
             "a pickled model must be an object with predict(data)"
         )
-    return LoadedModel(predict, flavor, str(path), _takes_params(predict), raw=obj)
+    return LoadedModel(_sklearn_fast_path(obj, predict), flavor, str(path), _takes_params(predict), raw=obj)
+
+
+def _sklearn_fast_path(model: Any, predict: Callable[..., Any]) -> Callable[..., Any]:
+    """For a fitted scikit-learn estimator, feed numeric frames to ``predict`` as one numpy array.
+
+    scikit-learn turns a DataFrame into the same float array itself, after checking its column names,
+    which costs about three times the prediction of a small logistic regression. When the frame's
+    columns are exactly the names the model was fitted with (or the model was fitted on a plain array)
+    and every column is numeric, the array is what sklearn would have built, so the answer is the same.
+    Anything else (other columns, strings, categoricals) goes through sklearn's own checks unchanged.
+    """
+    if not type(model).__module__.startswith("sklearn.") or not hasattr(model, "n_features_in_"):
+        return predict
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    names = getattr(model, "feature_names_in_", None)
+    expected = None if names is None else [str(name) for name in names]
+    if expected is not None:
+        # The array path would otherwise warn on every request that X has no feature names; it is only
+        # taken after the names were checked here. Set once, in the server process that owns the model.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+
+    def predict_frame(data: Any, *args: Any, **kwargs: Any) -> Any:
+        if (
+            isinstance(data, pd.DataFrame)
+            and data.shape[1] == model.n_features_in_
+            and (expected is None or list(map(str, data.columns)) == expected)
+            and all(np.issubdtype(dtype, np.number) for dtype in data.dtypes)
+        ):
+            data = data.to_numpy()
+        return predict(data, *args, **kwargs)
+
+    return predict_frame
 
 
 # -- python: references --------------------------------------------------------------------------------
