@@ -20,7 +20,6 @@ import logging as _logging
 
 from .api import get_deploy_client, get_deployments_target, run_local, set_deployments_target, target_help
 from .base import BaseDeploymentClient
-from .batch import BatchSummary, Progress, batch_predict, read_output
 from .errors import (
     AuthenticationError,
     BadRowsError,
@@ -86,3 +85,21 @@ __all__ = [
 ]
 
 _get_logger(__name__).addHandler(_logging.NullHandler())
+
+# Batch scoring pulls in threads, temporary files and hashing; it loads on first use so that
+# `import deployflow` stays quick for DAG files and CLIs.
+_LAZY = {"batch_predict", "read_output", "BatchSummary", "Progress"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from . import batch
+
+        value = getattr(batch, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'deployflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

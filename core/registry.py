@@ -21,7 +21,6 @@ import inspect
 import threading
 import types
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any, Callable, Union
 from urllib.parse import urlparse
 
@@ -129,7 +128,10 @@ def unregister_target(name: str) -> None:
         _loaded.pop(name, None)
 
 
-def _entry_points(group: str) -> list[metadata.EntryPoint]:
+def _entry_points(group: str) -> list[Any]:
+    # importlib.metadata is imported here, not at the top: it costs more than the rest of the package.
+    from importlib import metadata
+
     return list(metadata.entry_points(group=group))
 
 
