@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import threading
 from typing import Any
@@ -66,6 +65,8 @@ def _check_options(cls: type, name: str, options: dict[str, Any], accepts: bool)
         raise InvalidInputError(
             f"The client of target {name!r} takes no options; got {', '.join(sorted(options))}"
         )
+    import inspect
+
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return

@@ -12,7 +12,6 @@ code written for ``mlflow.deployments`` work unchanged. On top of it every targe
 from __future__ import annotations
 
 import abc
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .errors import NotSupportedError, is_not_found
@@ -156,10 +155,14 @@ class BaseDeploymentClient(abc.ABC):
 
     async def deployment_status_async(self, name: str, endpoint: str | None = None) -> Status:
         """:meth:`deployment_status` without blocking the event loop (runs it in a worker thread)."""
+        import asyncio
+
         return await asyncio.to_thread(self.deployment_status, name, endpoint)
 
     async def endpoint_status_async(self, endpoint: str) -> Status:
         """:meth:`endpoint_status` without blocking the event loop (runs it in a worker thread)."""
+        import asyncio
+
         return await asyncio.to_thread(self.endpoint_status, endpoint)
 
     def wait_for_deployment(

@@ -17,7 +17,6 @@ plugins do; its client class may subclass MLflow's ``BaseDeploymentClient`` inst
 from __future__ import annotations
 
 import importlib
-import inspect
 import threading
 import types
 from dataclasses import dataclass, field
@@ -239,6 +238,8 @@ def _client_classes(module: types.ModuleType) -> list[type]:
 
 
 def _plugin_from(name: str, found: Any, source: str) -> TargetPlugin:
+    import inspect  # loading a target is rare; `import deployflow` should not pay for inspect
+
     if isinstance(found, type):
         if not _is_client_class(found):
             raise PluginError(
@@ -294,6 +295,8 @@ def _adapt_mlflow_client(cls: type) -> type:
 
 
 def _accepts_options(cls: type) -> bool:
+    import inspect
+
     try:
         params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     except (TypeError, ValueError):

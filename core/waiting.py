@@ -18,7 +18,6 @@ the sleeping and the polling.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from dataclasses import dataclass, field
@@ -142,6 +141,8 @@ def wait_until_ready(
 
 async def wait_until_ready_async(poll: Callable[[], Awaitable[Status]], plan: WaitPlan) -> Status:
     """The same as :func:`wait_until_ready`, for an event loop: never blocks it."""
+    import asyncio  # here, not at the top: it is the costliest import of the package
+
     while True:
         try:
             outcome: Status | BaseException = await poll()
