@@ -150,6 +150,12 @@ class DeployflowServer:
         self.log.close()
 
 
+def side_env(python: str) -> dict[str, str]:
+    """The environment for a server from a side venv: its bin/ first on PATH, where its own tools
+    (mlflow starts ``uvicorn`` by name) are found."""
+    return {**os.environ, "PATH": f"{os.path.dirname(python)}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def free_port() -> int:
     # Only for the third-party servers, which cannot report a port they picked themselves.
     with socket.socket() as probe:
@@ -174,7 +180,7 @@ def start_mlflow(python: str, directory: Path, features: int) -> tuple[subproces
     process = subprocess.Popen(
         [python, "-m", "mlflow", "models", "serve", "-m", str(model_dir), "-h", "127.0.0.1", "-p", str(port),
          "--env-manager", "local"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=side_env(python),
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/ping", process)
@@ -201,8 +207,8 @@ def start_mlserver(python: str, directory: Path, features: int) -> tuple[subproc
     (model_dir / "lr" / "model-settings.json").write_text(json.dumps(
         {"name": "lr", "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib"}}))
     process = subprocess.Popen(
-        [python, "-m", "mlserver", "start", str(model_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        [os.path.join(os.path.dirname(python), "mlserver"), "start", str(model_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=side_env(python),
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/v2/models/lr/ready", process)
