@@ -76,6 +76,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        with self.server.owner._lock:  # one handler per accepted connection
+            self.server.owner.connections += 1
+
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
@@ -158,6 +163,8 @@ class ScriptedServer:
         self._requests: list[RecordedRequest] = []
         self._stopping = threading.Event()
         self.unscripted = 0
+        #: TCP connections accepted so far (client ports can repeat on loopback, so count here).
+        self.connections = 0
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self._thread: threading.Thread | None = None
