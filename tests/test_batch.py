@@ -220,15 +220,18 @@ def test_killed_job_resumes_to_the_same_output(client, home, tmp_path):
     script = tmp_path / "job.py"
     script.write_text(JOB)
     proc = subprocess.Popen([sys.executable, str(script), f"local://{home}", str(source), str(out_dir)])
-    manifest = out_dir / "_manifest.json"
+    records = out_dir / "_parts"
+
+    def committed() -> int:
+        return len(list(records.glob("*.json"))) if records.exists() else 0
+
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if manifest.exists() and len(json.loads(manifest.read_text())["parts"]) >= 8:
-            break
+    while time.monotonic() < deadline and committed() < 8:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(json.loads(manifest.read_text())["parts"])
+    done_before = committed()
+    assert json.loads((out_dir / "_manifest.json").read_text())["complete"] is False
     assert 8 <= done_before < 40, "the job was not killed part way"
 
     summary = batch_predict(client, source, deployment_name="slow_linear", output=out_dir, chunk_size=100, concurrency=2, feature_columns=["a", "b"])

@@ -1,11 +1,14 @@
-"""Batch output written as numbered parts plus a manifest, so a killed job can resume.
+"""Batch output written as numbered parts, so a killed job can resume.
 
-The output path is a directory (``scores.parquet/``) holding ``part-00000.parquet``, ``part-00001...``
-and ``_manifest.json``. A part is written to a temporary name and renamed into place, then the manifest
-is rewritten the same way: a part either is in the manifest and whole on disk, or is redone. Each
-manifest entry keeps a hash of the input rows it was made from, so a resumed job proves that its input
-is the same, chunk by chunk, before it skips anything. Rejected rows isolated by bisection go to a
-JSON-lines file per part in ``_errors/``, committed before their part.
+The output path is a directory (``scores.parquet/``) holding ``part-00000.parquet``, ``part-00001...``,
+``_manifest.json`` (the job's settings, and the list of parts once the job is complete) and ``_parts/``
+with one small record per finished part. A part is committed in three atomic steps: its rejected rows
+(if any) go to ``_errors/part-NNNNN.jsonl``, its rows to ``part-NNNNN.<fmt>``, and last its record
+``_parts/NNNNN.json``, each written under a temporary name and renamed into place. The record is the
+commit point: a part with a record is whole on disk; anything without one is redone. Each record keeps a
+hash of the input rows the part was made from, so a resumed job proves its input is the same, chunk by
+chunk, before it skips anything. One record per part keeps a commit's cost constant: rewriting one
+growing manifest per part would cost time and memory in proportion to the parts already done.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = ["PartWriter", "chunk_fingerprint", "MANIFEST", "write_frame", "atomic
 
 MANIFEST = "_manifest.json"
 ERRORS_DIR = "_errors"
+PARTS_DIR = "_parts"
 MANIFEST_VERSION = 1
 _SUFFIX = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 
@@ -53,8 +57,8 @@ def atomic_write(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        # No fsync: the rename makes the write all-or-nothing for a killed process, which is what
+        # resuming needs; a machine that loses power mid-job is rerun with overwrite=True.
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -112,14 +116,12 @@ class PartWriter:
                 )
             self.manifest = existing
             # A killed writer leaves its half-written temporary files behind; they are never parts.
-            for name in os.listdir(path):
-                if name.startswith(".tmp-"):
-                    os.unlink(os.path.join(path, name))
-            errors_dir = os.path.join(path, ERRORS_DIR)
-            if os.path.isdir(errors_dir):
-                for name in os.listdir(errors_dir):
-                    if name.startswith(".tmp-"):
-                        os.unlink(os.path.join(errors_dir, name))
+            for folder in (path, os.path.join(path, ERRORS_DIR), os.path.join(path, PARTS_DIR)):
+                if os.path.isdir(folder):
+                    for name in os.listdir(folder):
+                        if name.startswith(".tmp-"):
+                            os.unlink(os.path.join(folder, name))
+            self.parts = self._read_part_records()
         else:
             if os.path.isdir(path) and (existing is not None or os.listdir(path)):
                 if existing is None and not overwrite:
@@ -128,8 +130,9 @@ class PartWriter:
                         "pass overwrite=True to replace its contents"
                     )
                 shutil.rmtree(path)
-            os.makedirs(path, exist_ok=True)
+            os.makedirs(os.path.join(path, PARTS_DIR), exist_ok=True)
             self.manifest = {"version": MANIFEST_VERSION, "job": job, "parts": {}, "complete": False}
+            self.parts: dict[str, dict[str, Any]] = {}
             self._save()
 
     @staticmethod
@@ -147,15 +150,26 @@ class PartWriter:
         self.manifest["updated_at"] = time.time()
         atomic_write(os.path.join(self.path, MANIFEST), json.dumps(self.manifest, indent=1).encode())
 
+    def _read_part_records(self) -> dict[str, dict[str, Any]]:
+        folder = os.path.join(self.path, PARTS_DIR)
+        records: dict[str, dict[str, Any]] = {}
+        if not os.path.isdir(folder):
+            return records
+        for name in os.listdir(folder):
+            if name.endswith(".json"):
+                with open(os.path.join(folder, name), "rb") as handle:
+                    records[str(int(name[:-5]))] = orjson.loads(handle.read())
+        return records
+
     def part_name(self, index: int) -> str:
         return f"part-{index:05d}{_SUFFIX[self.fmt]}"
 
     def finished(self, index: int) -> dict[str, Any] | None:
-        return self.manifest["parts"].get(str(index))
+        return self.parts.get(str(index))
 
     def check_unchanged(self, index: int, fingerprint: str) -> dict[str, Any]:
         """The manifest entry of a finished part, once its input is proven unchanged."""
-        entry = self.manifest["parts"][str(index)]
+        entry = self.parts[str(index)]
         if entry["input_hash"] != fingerprint:
             raise ConflictError(
                 f"The input changed since part {index} of {self.path!r} was written (its rows hash differently); "
@@ -173,7 +187,7 @@ class PartWriter:
             atomic_write(os.path.join(errors_dir, f"part-{index:05d}.jsonl"), data)
         name = self.part_name(index)
         write_frame(frame, os.path.join(self.path, name), self.fmt)
-        self.manifest["parts"][str(index)] = {
+        record = {
             "file": name,
             "start": start,
             "rows": rows,
@@ -181,17 +195,20 @@ class PartWriter:
             "failed_rows": len(errors),
             "input_hash": fingerprint,
         }
-        self._save()
+        # The commit point: only now does the part count as done.
+        atomic_write(os.path.join(self.path, PARTS_DIR, f"{index:05d}.json"), orjson.dumps(record))
+        self.parts[str(index)] = record
 
     def complete(self, total_rows: int, chunks: int) -> None:
         # Parts beyond the last chunk belong to a longer earlier input: they must not stay.
-        for key in [k for k in self.manifest["parts"] if int(k) >= chunks]:
+        for key in [k for k in self.parts if int(k) >= chunks]:
             raise ConflictError(
                 f"{self.path!r} holds part {key} beyond the end of this input ({chunks} chunks): the input "
                 "changed; pass overwrite=True to start over"
             )
         self.manifest["complete"] = True
         self.manifest["total_rows"] = total_rows
+        self.manifest["parts"] = {key: self.parts[key] for key in sorted(self.parts, key=int)}
         self._save()
 
     def errors_path(self) -> str:
