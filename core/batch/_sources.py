@@ -132,8 +132,14 @@ def _read_parquet(opener: Any, chunk_size: int, columns: list[str] | None) -> It
     import pyarrow.parquet as pq
 
     with opener() as handle:
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=chunk_size, columns=columns):
-            yield batch.to_pandas()
+        parquet = pq.ParquetFile(handle, pre_buffer=False)
+        # One row group at a time, released before the next is read: memory follows the file's row
+        # group size, not its length.
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=columns)
+            for batch in table.to_batches(max_chunksize=chunk_size):
+                yield batch.to_pandas()
+            del table
 
 
 def _read_csv(opener: Any, chunk_size: int, columns: list[str] | None) -> Iterator[pd.DataFrame]:
