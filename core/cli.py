@@ -600,6 +600,26 @@ def run_local(flavor: str | None, model_uri: str, target: str, name: str, config
     _run_local(target, name, model_uri, flavor, config)
 
 
+def _score(
+    method: str,
+    target: str,
+    name: str | None,
+    endpoint: str | None,
+    input_path: str,
+    output_path: str | None,
+    content_type: str | None,
+) -> None:
+    """What `predict` and `explain` share: read the input, call the client's ``method``, write JSON."""
+    _exactly_one_of_name_or_endpoint(name, endpoint)
+    inputs = read_input(input_path, content_type, for_endpoint=endpoint is not None)
+    client = _open_client(target)
+    try:
+        result = _call(getattr(client, method), name, inputs, endpoint=endpoint)
+    finally:
+        _close(client)
+    _write_result(result, output_path)
+
+
 @cli.command("predict")
 @_predict_name_option
 @_predict_endpoint_option
@@ -621,14 +641,7 @@ def predict(
     'dataframe_split', 'dataframe_records', 'instances' or 'inputs' is sent as it is, and so is any JSON
     given with --endpoint.
     """
-    _exactly_one_of_name_or_endpoint(name, endpoint)
-    inputs = read_input(input_path, content_type, for_endpoint=endpoint is not None)
-    client = _open_client(target)
-    try:
-        result = _call(client.predict, name, inputs, endpoint=endpoint)
-    finally:
-        _close(client)
-    _write_result(result, output_path)
+    _score("predict", target, name, endpoint, input_path, output_path, content_type)
 
 
 @cli.command("explain")
@@ -651,14 +664,7 @@ def explain(
     What an explanation holds (feature importances, for instance) depends on the target; see
     `deployflow help -t <target>`. The input file is read as for `predict`.
     """
-    _exactly_one_of_name_or_endpoint(name, endpoint)
-    inputs = read_input(input_path, content_type, for_endpoint=endpoint is not None)
-    client = _open_client(target)
-    try:
-        result = _call(client.explain, name, inputs, endpoint=endpoint)
-    finally:
-        _close(client)
-    _write_result(result, output_path)
+    _score("explain", target, name, endpoint, input_path, output_path, content_type)
 
 
 @cli.command("create-endpoint")

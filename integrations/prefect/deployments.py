@@ -7,7 +7,6 @@ import time
 from typing import Any, Literal
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from deployflow import ConflictError, DeploymentError, NotFoundError, ensure_deployment
 
@@ -23,20 +22,14 @@ from ._runtime import (
     target_label,
 )
 from .artifacts import link_artifact
-from .retries import DEFAULT_RETRIES, DEFAULT_RETRY_DELAYS, RETRY_JITTER, retry_if_retryable
+from .retries import step_options
 from .waiting import DEFAULT_TIMEOUT, failure_payload, wait_ready
 
 __all__ = ["create_deployment", "update_deployment", "delete_deployment", "get_deployment"]
 
 IfExists = Literal["adopt", "update", "fail"]
 
-_STEP = dict(
-    retries=DEFAULT_RETRIES,
-    retry_delay_seconds=DEFAULT_RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_retryable,
-    cache_policy=NO_CACHE,
-)
+_STEP = step_options()
 
 
 @task(name="create_deployment", **_STEP)

@@ -78,3 +78,16 @@ def _log_no_retry(error: BaseException) -> None:
     code = getattr(error, "error_code", None)
     what = f"{type(error).__name__}" + (f" ({code})" if code else "")
     run_logger().info("Not retrying: %s is not a failure that asking again can fix", what)
+
+
+def step_options() -> dict[str, Any]:
+    """The ``@task`` options of a side-effecting step: retried only on retryable errors, never cached."""
+    from prefect.cache_policies import NO_CACHE
+
+    return dict(
+        retries=DEFAULT_RETRIES,
+        retry_delay_seconds=DEFAULT_RETRY_DELAYS,
+        retry_jitter_factor=RETRY_JITTER,
+        retry_condition_fn=retry_if_retryable,
+        cache_policy=NO_CACHE,
+    )

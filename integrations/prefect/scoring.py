@@ -14,19 +14,12 @@ from deployflow import BatchSummary, InvalidInputError
 
 from ._runtime import TargetLike, open_client, run_logger, safe, scrub_errors, target_label
 from .artifacts import BatchProgressArtifact, batch_summary_artifact
-from .retries import DEFAULT_RETRIES, DEFAULT_RETRY_DELAYS, RETRY_JITTER, retry_if_retryable
+from .retries import retry_if_retryable, step_options
 
 __all__ = ["predict", "batch_predict"]
 
 
-@task(
-    name="predict",
-    retries=DEFAULT_RETRIES,
-    retry_delay_seconds=DEFAULT_RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_retryable,
-    cache_policy=NO_CACHE,
-)
+@task(name="predict", **step_options())
 @scrub_errors
 def predict(
     target: TargetLike,
