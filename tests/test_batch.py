@@ -349,3 +349,15 @@ def test_cli_batch_predict_writes_and_resumes(client, home, tmp_path):
     assert both.exit_code == 2 and len(both.output.strip().splitlines()) == 1
     refused = CliRunner().invoke(cli, [*args[:-6], "--chunk-size", "100"])
     assert refused.exit_code == 1 and refused.output.startswith("Error: ") and "refusing to resume" in refused.output
+
+
+def test_fsspec_url_input(client):
+    fsspec = pytest.importorskip("fsspec")
+    df = frame(700, seed=10)
+    with fsspec.open("memory://deployflow-test/input.parquet", "wb") as handle:
+        df.to_parquet(handle, row_group_size=250)
+    out = batch_predict(client, "memory://deployflow-test/input.parquet", deployment_name="linear", chunk_size=100, feature_columns=["a", "b"])
+    assert out["id"].tolist() == list(range(700))
+    np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(df))
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        batch_predict(client, "memory://deployflow-test/missing.parquet", deployment_name="linear")
