@@ -11,31 +11,25 @@ import socket
 
 import pytest
 
-import deployflow
 from deployflow import (
     DeploymentFailedError,
     InvalidInputError,
     NotFoundError,
     WaitTimeoutError,
 )
-from support.local_models import ADD_ONE, kill_all, our_processes, pythonpath_with_tests, write_module
+from support.local_models import ADD_ONE, local_client, local_home, our_processes, write_module
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("local-bad-input")
-    with pythonpath_with_tests():
+    with local_home(tmp_path_factory.mktemp("local-bad-input")) as directory:
         yield directory
-    leftovers = kill_all(directory)
-    assert leftovers == [], f"processes left running: {leftovers}"
 
 
 @pytest.fixture(scope="module")
 def client(home):
-    with deployflow.get_deploy_client(f"local://{home}") as local:
+    with local_client(home) as local:
         yield local
-        for deployment in local.list_deployments():
-            local.delete_deployment(deployment["name"], config={"stop_timeout": 5})
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 import deployflow
 from deployflow import ConflictError, InvalidInputError, NotFoundError, State
 from deployflow.targets.local.state import StateStore
-from support.local_models import ADD_ONE, DOUBLER, kill_all, pythonpath_with_tests
+from support.local_models import ADD_ONE, DOUBLER, local_client, local_home
 
 # add_one answers x + 1, doubler 2 * x: with x = 10 the answer tells which deployment served.
 PLUS_ONE, DOUBLED = [[11.0]], [[20.0]]
@@ -27,21 +27,14 @@ PLUS_ONE, DOUBLED = [[11.0]], [[20.0]]
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("local-endpoints")
-    with pythonpath_with_tests():
+    with local_home(tmp_path_factory.mktemp("local-endpoints")) as directory:
         yield directory
-    leftovers = kill_all(directory)
-    assert leftovers == [], f"processes left running: {leftovers}"
 
 
 @pytest.fixture(scope="module")
 def client(home):
-    with deployflow.get_deploy_client(f"local://{home}") as local:
+    with local_client(home) as local:
         yield local
-        for endpoint in local.list_endpoints():
-            local.delete_endpoint(endpoint["name"])
-        for deployment in local.list_deployments():
-            local.delete_deployment(deployment["name"], config={"stop_timeout": 5})
 
 
 @pytest.fixture(scope="module")

@@ -28,28 +28,21 @@ from deployflow import (
     State,
 )
 from deployflow.targets.local.state import StateStore
-from support.local_models import ADD_ONE, DOUBLER, free_port, kill_all, our_processes, pythonpath_with_tests
+from support.local_models import ADD_ONE, DOUBLER, free_port, local_client, local_home, our_processes, pythonpath_with_tests
 
 TOKEN = "lifecycle-secret-token-42"
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("local-lifecycle")
-    with pythonpath_with_tests():
+    with local_home(tmp_path_factory.mktemp("local-lifecycle")) as directory:
         yield directory
-    leftovers = kill_all(directory)
-    assert leftovers == [], f"processes left running: {leftovers}"
 
 
 @pytest.fixture(scope="module")
 def client(home):
-    with deployflow.get_deploy_client(f"local://{home}") as local:
+    with local_client(home) as local:
         yield local
-        for endpoint in local.list_endpoints():
-            local.delete_endpoint(endpoint["name"])
-        for deployment in local.list_deployments():
-            local.delete_deployment(deployment["name"], config={"stop_timeout": 5})
 
 
 def alive(pid: int) -> bool:

@@ -145,3 +145,26 @@ def concurrency_worker(target_uri: str, index: int, result_path: str) -> None:
 
 if __name__ == "__main__":
     concurrency_worker(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+
+
+@contextlib.contextmanager
+def local_home(directory: Path) -> Iterator[Path]:
+    """A state directory for a test module: servers can import the test models, and at the end no
+    process of ours may still run there."""
+    with pythonpath_with_tests():
+        yield directory
+    leftovers = kill_all(directory)
+    assert leftovers == [], f"processes left running: {leftovers}"
+
+
+@contextlib.contextmanager
+def local_client(home: Path) -> Iterator[Any]:
+    """A client of the local target in ``home`` that deletes every endpoint and deployment afterwards."""
+    import deployflow
+
+    with deployflow.get_deploy_client(f"local://{home}") as local:
+        yield local
+        for endpoint in local.list_endpoints():
+            local.delete_endpoint(endpoint["name"])
+        for deployment in local.list_deployments():
+            local.delete_deployment(deployment["name"], config={"stop_timeout": 5})
