@@ -361,3 +361,16 @@ def test_fsspec_url_input(client):
     np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(df))
     with pytest.raises(InvalidInputError, match="does not exist"):
         batch_predict(client, "memory://deployflow-test/missing.parquet", deployment_name="linear")
+
+
+def test_switch_interval_is_lowered_during_the_job_and_restored(client):
+    before = sys.getswitchinterval()
+    seen = []
+    batch_predict(client, frame(400), deployment_name="linear", chunk_size=100, concurrency=2,
+                  progress_callback=lambda p: seen.append(sys.getswitchinterval()))
+    assert seen and all(value == pytest.approx(0.0002) for value in seen)
+    assert sys.getswitchinterval() == before
+    seen.clear()
+    batch_predict(client, frame(400), deployment_name="linear", chunk_size=100, concurrency=2, switch_interval=None,
+                  progress_callback=lambda p: seen.append(sys.getswitchinterval()))
+    assert seen and all(value == before for value in seen)

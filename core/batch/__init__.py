@@ -8,10 +8,12 @@ where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import InvalidInputError
 from ..redaction import get_logger
@@ -30,6 +32,7 @@ logger = get_logger(__name__)
 
 DEFAULT_CHUNK_SIZE = 2000
 DEFAULT_CONCURRENCY = 4
+DEFAULT_SWITCH_INTERVAL = 0.0002
 ON_BAD_ROWS = ("raise", "isolate")
 
 
@@ -56,6 +59,7 @@ def batch_predict(
     retry_backoff: float = 1.0,
     progress: bool | None = None,
     progress_callback: Callable[[Progress], None] | None = None,
+    switch_interval: float | None = DEFAULT_SWITCH_INTERVAL,
 ) -> Any:
     """Score ``inputs`` against ``deployment_name`` or ``endpoint`` of ``client``, chunk by chunk.
 
@@ -85,6 +89,11 @@ def batch_predict(
         transport's own retries.
     :param progress: show a progress bar (default: only when stderr is a terminal).
     :param progress_callback: called with a :class:`Progress` after each chunk.
+    :param switch_interval: while the job runs, the interpreter's thread switch interval
+        (:func:`sys.setswitchinterval`) is lowered to this many seconds, then restored. The threads
+        that wait for answers otherwise wait up to 5 ms for the GIL each time an answer arrives, which
+        left the server idle a third of the time in measurements. It is process-wide for the job's
+        duration (other threads switch more often too); ``None`` leaves the interpreter alone.
     :returns: a DataFrame (``output=None``), a :class:`BatchSummary` (``output`` given), or for a Dask
         input a Dask DataFrame / a summary.
     """
@@ -187,14 +196,15 @@ def batch_predict(
             progress_callback(Progress(summary.rows, source.total_rows, summary.chunks, summary.failed_rows, summary.seconds))
 
     try:
-        run_chunks(
-            source.chunks(chunk_size),
-            scorer,
-            concurrency=concurrency,
-            skip=skip,
-            deliver=deliver,
-            on_progress=on_progress,
-        )
+        with _switch_interval(switch_interval if concurrency > 1 else None):
+            run_chunks(
+                source.chunks(chunk_size),
+                scorer,
+                concurrency=concurrency,
+                skip=skip,
+                deliver=deliver,
+                on_progress=on_progress,
+            )
     finally:
         if bar is not None:
             bar.close()
@@ -258,6 +268,32 @@ def _write_errors(path: str, errors: list[dict[str, Any]]) -> None:
     from ._output import atomic_write
 
     atomic_write(path, b"".join(orjson.dumps(e, default=str) + b"\n" for e in errors))
+
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+@contextlib.contextmanager
+def _switch_interval(seconds: float | None) -> Iterator[None]:
+    """Lower the thread switch interval while at least one batch job runs; restore it after the last."""
+    global _switch_users, _switch_saved
+    if seconds is None:
+        yield
+        return
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+        _switch_users += 1
+        sys.setswitchinterval(min(seconds, _switch_saved))
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
 
 
 def _json_safe(value: Any) -> Any:
