@@ -471,7 +471,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Deploy models to any target, wait until they serve, and score data against them.
 
     The commands and flags are those of `mlflow deployments`. Name a target with -t: 'local',
-    'databricks', 'sagemaker', 'openai', 'https://host:5000', or any installed plugin. Run
+    'databricks', 'openai', 'https://host:5000', or any installed plugin. Run
     `deployflow targets` to see what is installed and `deployflow help -t <target>` for one target's
     URI forms and -C config options.
     """
