@@ -31,6 +31,7 @@ pandas is imported only by the commands that read input files (``predict``, ``ex
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import json
@@ -39,7 +40,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Mapping, NoReturn, Sequence
+from typing import Any, Callable, Iterator, Mapping, NoReturn, Sequence
 
 import click
 
@@ -307,6 +308,16 @@ def _open_client(target: str) -> Any:
     return get_deploy_client(target)
 
 
+@contextlib.contextmanager
+def _client(target: str) -> Iterator[Any]:
+    """The target's client for one command, closed afterwards."""
+    client = _open_client(target)
+    try:
+        yield client
+    finally:
+        _close(client)
+
+
 def _close(client: Any) -> None:
     close = getattr(client, "close", None)
     if callable(close):
@@ -497,11 +508,8 @@ def create_deployment(
 
     Target-specific settings go in -C name=value.
     """
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         deployment = _call(client.create_deployment, name, model_uri, flavor, config=config, endpoint=endpoint)
-    finally:
-        _close(client)
     _echo(f"\n{_field(deployment, 'flavor', flavor)} deployment {_field(deployment, 'name', name)} is created")
 
 
@@ -530,13 +538,10 @@ def update_deployment(
 
     Target-specific settings go in -C name=value.
     """
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         result = _call(
             client.update_deployment, name, model_uri=model_uri, flavor=flavor, config=config, endpoint=endpoint
         )
-    finally:
-        _close(client)
     _echo(f"Deployment {name} is updated (with flavor {_field(result, 'flavor', flavor)})")
 
 
@@ -547,11 +552,8 @@ def update_deployment(
 @_target_option
 def delete_deployment(target: str, name: str, config: dict[str, str], endpoint: str | None) -> None:
     """Delete deployment --name from the target. Deleting what does not exist is not an error."""
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         _call(client.delete_deployment, name, config=config, endpoint=endpoint)
-    finally:
-        _close(client)
     _echo(f"Deployment {name} is deleted")
 
 
@@ -560,11 +562,8 @@ def delete_deployment(target: str, name: str, config: dict[str, str], endpoint: 
 @_target_option
 def list_deployment(target: str, endpoint: str | None) -> None:
     """List the deployments of the target (of --endpoint when given)."""
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         deployments = _call(client.list_deployments, endpoint=endpoint)
-    finally:
-        _close(client)
     _echo(f"List of all deployments:\n{deployments}")
 
 
@@ -574,11 +573,8 @@ def list_deployment(target: str, endpoint: str | None) -> None:
 @_target_option
 def get_deployment(target: str, name: str, endpoint: str | None) -> None:
     """Print the record of deployment --name, one 'key: value' per line."""
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         record = _call(client.get_deployment, name, endpoint=endpoint)
-    finally:
-        _close(client)
     _print_record(record)
 
 
@@ -612,11 +608,8 @@ def _score(
     """What `predict` and `explain` share: read the input, call the client's ``method``, write JSON."""
     _exactly_one_of_name_or_endpoint(name, endpoint)
     inputs = read_input(input_path, content_type, for_endpoint=endpoint is not None)
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         result = _call(getattr(client, method), name, inputs, endpoint=endpoint)
-    finally:
-        _close(client)
     _write_result(result, output_path)
 
 
@@ -673,11 +666,8 @@ def explain(
 @_target_option
 def create_endpoint(target: str, endpoint: str, config: dict[str, str]) -> None:
     """Create endpoint --endpoint on the target. Target-specific settings go in -C name=value."""
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         record = _call(client.create_endpoint, endpoint, config=config)
-    finally:
-        _close(client)
     _echo(f"\nEndpoint {_field(record, 'name', endpoint)} is created")
 
 
@@ -687,11 +677,8 @@ def create_endpoint(target: str, endpoint: str, config: dict[str, str]) -> None:
 @_target_option
 def update_endpoint(target: str, endpoint: str, config: dict[str, str]) -> None:
     """Change the configuration of endpoint --endpoint, given as -C name=value."""
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         _call(client.update_endpoint, endpoint, config=config)
-    finally:
-        _close(client)
     _echo(f"\nEndpoint {endpoint} is updated")
 
 
@@ -700,11 +687,8 @@ def update_endpoint(target: str, endpoint: str, config: dict[str, str]) -> None:
 @_target_option
 def delete_endpoint(target: str, endpoint: str) -> None:
     """Delete endpoint --endpoint from the target. Deleting what does not exist is not an error."""
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         client.delete_endpoint(endpoint)
-    finally:
-        _close(client)
     _echo(f"\nEndpoint {endpoint} is deleted")
 
 
@@ -712,11 +696,8 @@ def delete_endpoint(target: str, endpoint: str) -> None:
 @_target_option
 def list_endpoints(target: str) -> None:
     """List the endpoints of the target."""
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         endpoints = client.list_endpoints()
-    finally:
-        _close(client)
     _echo(f"List of all endpoints:\n{endpoints}")
 
 
@@ -725,11 +706,8 @@ def list_endpoints(target: str) -> None:
 @_target_option
 def get_endpoint(target: str, endpoint: str) -> None:
     """Print the record of endpoint --endpoint, one 'key: value' per line."""
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         record = client.get_endpoint(endpoint)
-    finally:
-        _close(client)
     _print_record(record)
 
 
@@ -791,8 +769,7 @@ def batch_predict_command(
     _exactly_one_of_name_or_endpoint(name, endpoint)
     if no_input_columns and keep_columns:
         raise click.UsageError("Give --keep-column or --no-input-columns, not both.")
-    client = _open_client(target)
-    try:
+    with _client(target) as client:
         summary = batch_predict(
             client,
             input_path,
@@ -812,8 +789,6 @@ def batch_predict_command(
             max_chunk_retries=max_chunk_retries,
             progress=progress,
         )
-    finally:
-        _close(client)
     _echo(json.dumps(summary.to_dict(), indent=2))
 
 
