@@ -105,7 +105,7 @@ class ChunkScorer:
         errors: list[dict[str, Any]] = []
         if self.isolate_bad_rows:
             good = self._bisect(frame, chunk.start, errors)
-            predictions = _concat([p for _, p in good], self.prediction_column) if good else None
+            predictions = _concat([p for _, p in good]) if good else None
             positions = [i for span, _ in good for i in span]
         else:
             predictions = self._predict(frame, chunk.start)
@@ -228,7 +228,7 @@ def _scalar_column(predictions: Any, column: str) -> pd.DataFrame:
     return pd.DataFrame({column: predictions})
 
 
-def _concat(frames: list[pd.DataFrame], column: str) -> pd.DataFrame:
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     import pandas as pd
 
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

@@ -10,10 +10,8 @@ from prefect import task
 
 from deployflow import ConflictError, DeploymentError, NotFoundError, ensure_deployment
 
-from . import events
 from ._runtime import (
     TargetLike,
-    last_attempt,
     open_client,
     reveal,
     run_logger,
@@ -23,7 +21,7 @@ from ._runtime import (
 )
 from .artifacts import link_artifact
 from .retries import step_options
-from .waiting import DEFAULT_TIMEOUT, failure_payload, wait_ready
+from .waiting import DEFAULT_TIMEOUT, report_failure, wait_ready
 
 __all__ = ["create_deployment", "update_deployment", "delete_deployment", "get_deployment"]
 
@@ -88,9 +86,7 @@ def create_deployment(
                 endpoint=endpoint, if_exists=if_exists,
             )
         except DeploymentError as error:
-            if last_attempt(error) and not isinstance(error, ConflictError):
-                events.emit_state_event("deployment", name, events.FAILED, target=label,
-                                        payload=failure_payload(error))
+            report_failure("deployment", name, error, label, unless=(ConflictError,))
             raise
         action = ensured.action
         logger.info("Deployment %r %s on %s (model %s)", name, action, label, model_uri)
@@ -160,9 +156,7 @@ def update_deployment(
                 name, model_uri, flavor=flavor, config=reveal(config) if config is not None else None, **extra
             )
         except DeploymentError as error:
-            if last_attempt(error) and not isinstance(error, (ConflictError, NotFoundError)):
-                events.emit_state_event("deployment", name, events.FAILED, target=label,
-                                        payload=failure_payload(error))
+            report_failure("deployment", name, error, label, unless=(ConflictError, NotFoundError))
             raise
         if not isinstance(record, dict):
             record = client.get_deployment(name)

@@ -9,10 +9,8 @@ from prefect import task
 
 from deployflow import ConflictError, DeploymentError, NotFoundError, ensure_endpoint
 
-from . import events
 from ._runtime import (
     TargetLike,
-    last_attempt,
     open_client,
     reveal,
     run_logger,
@@ -22,7 +20,7 @@ from ._runtime import (
 )
 from .artifacts import link_artifact
 from .retries import step_options
-from .waiting import DEFAULT_TIMEOUT, failure_payload, wait_ready
+from .waiting import DEFAULT_TIMEOUT, report_failure, wait_ready
 
 __all__ = ["create_endpoint", "update_endpoint", "delete_endpoint"]
 
@@ -70,8 +68,7 @@ def create_endpoint(
                 client, name, config=reveal(config) if config is not None else None, if_exists=if_exists
             )
         except DeploymentError as error:
-            if last_attempt(error) and not isinstance(error, ConflictError):
-                events.emit_state_event("endpoint", name, events.FAILED, target=label, payload=failure_payload(error))
+            report_failure("endpoint", name, error, label, unless=(ConflictError,))
             raise
         action = ensured.action
         logger.info("Endpoint %r %s on %s", name, action, label)
@@ -130,8 +127,7 @@ def update_endpoint(
         try:
             record = client.update_endpoint(name, config=reveal(config) if config is not None else None)
         except DeploymentError as error:
-            if last_attempt(error) and not isinstance(error, (ConflictError, NotFoundError)):
-                events.emit_state_event("endpoint", name, events.FAILED, target=label, payload=failure_payload(error))
+            report_failure("endpoint", name, error, label, unless=(ConflictError, NotFoundError))
             raise
         if not isinstance(record, dict):
             record = client.get_endpoint(name)

@@ -63,8 +63,7 @@ def wait_ready(
         else:
             status = client.wait_for_endpoint(name, **options)
     except DeploymentError as error:
-        if last_attempt(error):
-            events.emit_state_event(kind, name, events.FAILED, target=target, payload=failure_payload(error))
+        report_failure(kind, name, error, target)
         raise
     seconds = round(time.monotonic() - started, 3)
     url = _url_of(client, kind, name)
@@ -74,6 +73,13 @@ def wait_ready(
     events.emit_state_event(kind, name, events.READY, target=target, payload=result)
     link_artifact(kind, name, url, state=status.state.value, target=target)
     return safe(result)
+
+
+def report_failure(kind: Kind, name: str, error: BaseException, target: str, *, unless: tuple[type, ...] = ()) -> None:
+    """Emit the "failed" event for ``name`` when this was the task's last attempt, except for the error
+    types in ``unless`` (a conflict or a missing resource says nothing about the deployment's health)."""
+    if last_attempt(error) and not isinstance(error, unless):
+        events.emit_state_event(kind, name, events.FAILED, target=target, payload=failure_payload(error))
 
 
 def failure_payload(error: BaseException) -> dict[str, Any]:
