@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from ..errors import InvalidInputError
 from ..redaction import get_logger
 from ._output import PartWriter, chunk_fingerprint, format_of_output
-from ._runner import BatchSummary, ChunkScorer, Progress, run_chunks
+from ._runner import BatchSummary, ChunkResult, ChunkScorer, Progress, join_results, run_chunks
 from ._sources import open_source
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def batch_predict(
         summary.errors_path = writer.errors_path() if on_bad_rows == "isolate" else None
     else:
         summary.errors_path = os.fspath(errors_path) if errors_path is not None else None
-    collected: list[pd.DataFrame] = []
+    collected: list[ChunkResult] = []
     errors: list[dict[str, Any]] = []
     bar = _progress_bar(progress, source.total_rows)
     fingerprints: dict[int, str] = {}
@@ -182,7 +182,7 @@ def batch_predict(
         if writer is not None:
             writer.commit(chunk.index, chunk.start, len(chunk.frame), fingerprints.pop(chunk.index), result.frame, result.errors)
         else:
-            collected.append(result.frame)
+            collected.append(result)
             errors.extend(result.errors)
         summary.failed_rows += len(result.errors)
 
@@ -249,12 +249,16 @@ def _part_number(path: str) -> tuple[int, str]:
     return (int(digits) if digits else -1, path)
 
 
-def _result_frame(collected: list[pd.DataFrame], inputs: Any, summary: BatchSummary, column: str, keep: list[str] | None) -> pd.DataFrame:
+def _result_frame(
+    results: list[ChunkResult], inputs: Any, summary: BatchSummary, column: str, keep: list[str] | None
+) -> pd.DataFrame:
     import pandas as pd
 
-    if collected:
-        frame = pd.concat(collected) if len(collected) > 1 else collected[0]
-    else:
+    kept = None
+    if isinstance(inputs, pd.DataFrame) and sum(len(r.kept) for r in results) == len(inputs):
+        kept = inputs if keep is None else inputs[keep]  # every row scored: no need to reassemble them
+    frame = join_results(results, column, kept)
+    if frame is None:
         frame = pd.DataFrame({column: pd.Series(dtype="float64")})
     if not isinstance(inputs, pd.DataFrame):
         frame = frame.reset_index(drop=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
-from ._runner import BatchSummary, ChunkScorer, run_chunks
+from ._runner import BatchSummary, ChunkResult, ChunkScorer, join_results, run_chunks
 from ._sources import Chunk, _rechunk
 
 if TYPE_CHECKING:
@@ -86,21 +86,18 @@ class _ScorerSettings:
 
 
 def _score_partition(partition: pd.DataFrame, spec: ClientSpec, settings: _ScorerSettings) -> pd.DataFrame:
-    import pandas as pd
-
     scorer = settings.scorer(spec.build())
-    frames: list[pd.DataFrame] = []
+    results: list[ChunkResult] = []
     run_chunks(
         _rechunk([partition], settings.chunk_size),
         scorer,
         concurrency=settings.concurrency,
         skip=lambda chunk: False,
-        deliver=lambda result: frames.append(result.frame),
+        deliver=results.append,
         on_progress=lambda chunk, failed: None,
     )
-    if not frames:
-        return _empty_like(partition, settings)
-    return pd.concat(frames) if len(frames) > 1 else frames[0]
+    scored = join_results(results, settings.prediction_column)
+    return _empty_like(partition, settings) if scored is None else scored
 
 
 def _empty_like(partition: pd.DataFrame, settings: _ScorerSettings) -> pd.DataFrame:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ..base import BaseDeploymentClient
 
-__all__ = ["BatchSummary", "ChunkScorer", "run_chunks", "Progress"]
+__all__ = ["BatchSummary", "ChunkResult", "ChunkScorer", "Progress", "join_results", "parse_predictions", "run_chunks"]
 
 logger = get_logger(__name__)
 
@@ -69,9 +69,26 @@ class Progress:
 
 @dataclass
 class ChunkResult:
+    """A scored chunk: the kept input rows and their predictions, joined only when asked (``frame``).
+
+    ``predictions`` is a 1-D numpy array for the common one-number-per-row answer, else a DataFrame.
+    Keeping the array lets a job that returns a DataFrame assemble its output once, instead of paying
+    for a pandas join per chunk (measured: about 140 us of a 2,000-row chunk's client time).
+    """
+
     chunk: Chunk
-    frame: pd.DataFrame
+    kept: pd.DataFrame
+    predictions: Any
+    column: str
     errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        import numpy as np
+
+        if isinstance(self.predictions, np.ndarray):
+            return join_array(self.kept, self.predictions, self.column)
+        return _join(self.kept, self.predictions, self.column)
 
 
 class ChunkScorer:
@@ -105,18 +122,22 @@ class ChunkScorer:
         errors: list[dict[str, Any]] = []
         if self.isolate_bad_rows:
             good = self._bisect(frame, chunk.start, errors)
-            predictions = _concat([p for _, p in good]) if good else None
+            predictions = concat_predictions([p for _, p in good], self.prediction_column)
             positions = [i for span, _ in good for i in span]
         else:
             predictions = self._predict(frame, chunk.start)
             positions = None
         kept = frame if self.keep_columns is None else frame[self.keep_columns]
-        if positions is not None:
+        if positions is not None and len(positions) < len(frame):
             kept = kept.iloc[positions]
-        return ChunkResult(chunk, _join(kept, predictions, self.prediction_column), errors)
+        return ChunkResult(chunk, kept, predictions, self.prediction_column, errors)
 
-    def _predict(self, frame: pd.DataFrame, start: int) -> pd.DataFrame:
+    def _predict(self, frame: pd.DataFrame, start: int) -> Any:
         features = frame if self.feature_columns is None else frame[self.feature_columns]
+        # Rows are matched to predictions by position. The chunk's own index (its row numbers in the
+        # input, or the user's labels) would be encoded, sent and rebuilt by the server for nothing:
+        # about 14 KB more per 2,000 rows and a quarter more server time per request (measured).
+        features = features.reset_index(drop=True)
         inputs: Any = features
         if self.params:
             from ..payloads import dataframe_to_split
@@ -151,11 +172,11 @@ class ChunkScorer:
                     error_code=exc.error_code,
                     status_code=exc.status_code,
                 ) from exc
-        return predictions_frame(response, len(frame), self.prediction_column, start)
+        return parse_predictions(response, len(frame), self.prediction_column, start)
 
-    def _bisect(self, frame: pd.DataFrame, start: int, errors: list[dict[str, Any]]) -> list[tuple[range, pd.DataFrame]]:
+    def _bisect(self, frame: pd.DataFrame, start: int, errors: list[dict[str, Any]]) -> list[tuple[range, Any]]:
         """Score ``frame``; on a bad-input rejection split it in halves until the bad rows are alone."""
-        good: list[tuple[range, pd.DataFrame]] = []
+        good: list[tuple[range, Any]] = []
         stack = [(0, len(frame))]
         while stack:
             lo, hi = stack.pop()
@@ -189,49 +210,82 @@ def _row_dict(frame: pd.DataFrame) -> dict[str, Any]:
     return orjson.loads(frame.to_json(orient="records", date_format="iso"))[0]
 
 
-def predictions_frame(response: Any, rows: int, column: str, start: int = 0) -> pd.DataFrame:
-    """Turn a scoring answer into one output row per input row.
+def parse_predictions(response: Any, rows: int, column: str, start: int = 0) -> Any:
+    """One prediction per input row, from a scoring answer: a 1-D numpy array when the answer is a list
+    of numbers, else a DataFrame.
 
-    A list of scalars becomes ``column``; a list of lists becomes ``column_0``, ``column_1``...; a list of
-    objects (records) or an object of columns keeps its keys as column names.
+    A list of lists becomes ``column_0``, ``column_1``...; a list of objects (records) or an object of
+    columns keeps its keys as column names. A count that does not match ``rows`` is an error.
     """
     import pandas as pd
 
     predictions = response.get("predictions", response) if isinstance(response, dict) else response
     if isinstance(predictions, dict):
-        frame = pd.DataFrame(predictions)
+        parsed: Any = pd.DataFrame(predictions)
     elif isinstance(predictions, list) and predictions and isinstance(predictions[0], dict):
-        frame = pd.DataFrame.from_records(predictions)
+        parsed = pd.DataFrame.from_records(predictions)
     elif isinstance(predictions, list) and predictions and isinstance(predictions[0], (list, tuple)):
-        frame = pd.DataFrame(predictions)
-        frame.columns = [f"{column}_{i}" for i in range(frame.shape[1])]
+        parsed = pd.DataFrame(predictions)
+        parsed.columns = [f"{column}_{i}" for i in range(parsed.shape[1])]
     else:
-        frame = _scalar_column(predictions, column)
-    if len(frame) != rows:
+        parsed = _scalar_array(predictions)
+        if parsed is None:
+            parsed = pd.DataFrame({column: predictions})
+    if len(parsed) != rows:
         raise InvalidInputError(
-            f"The service returned {len(frame)} predictions for the {rows} input rows {start}-{start + rows - 1}; "
+            f"The service returned {len(parsed)} predictions for the {rows} input rows {start}-{start + rows - 1}; "
             "expected one per row"
         )
-    return frame
+    return parsed
 
 
-def _scalar_column(predictions: Any, column: str) -> pd.DataFrame:
-    """One prediction per row as a one-column frame; numbers go through numpy, which is several times
-    cheaper than pandas' own conversion of a list (this runs once per chunk)."""
+def _scalar_array(predictions: Any) -> Any:
+    """A list of numbers as a 1-D numpy array (several times cheaper than pandas' own conversion of a
+    list, and this runs once per chunk); ``None`` for anything else."""
     import numpy as np
-    import pandas as pd
 
     if isinstance(predictions, list) and predictions and isinstance(predictions[0], (int, float)):
         values = np.asarray(predictions)
         if values.ndim == 1 and values.dtype.kind in "biuf":
-            return pd.DataFrame({column: values}, copy=False)
-    return pd.DataFrame({column: predictions})
+            return values
+    return None
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+def as_frame(predictions: Any, column: str) -> pd.DataFrame | None:
+    """``predictions`` (an array from :func:`parse_predictions`, a DataFrame, or ``None`` when every
+    row was rejected) as a DataFrame."""
+    import numpy as np
     import pandas as pd
 
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if isinstance(predictions, np.ndarray):
+        return pd.DataFrame({column: predictions}, copy=False)
+    return predictions
+
+
+def concat_predictions(parts: list[Any], column: str) -> Any:
+    """Predictions of consecutive row ranges as one: one numpy array when every part is an array of the
+    same dtype, else a DataFrame; ``None`` for no parts."""
+    import numpy as np
+    import pandas as pd
+
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, np.ndarray) for p in parts) and len({p.dtype for p in parts}) == 1:
+        return np.concatenate(parts)
+    return pd.concat([as_frame(p, column) for p in parts], ignore_index=True)
+
+
+def join_array(kept: pd.DataFrame, predictions: Any, column: str) -> pd.DataFrame:
+    """``kept`` with a 1-D array of predictions as one more column (``<column>_prediction`` when
+    ``kept`` already has a column of that name), keeping ``kept``'s index."""
+    import pandas as pd
+
+    name = column if column not in kept.columns else f"{column}_prediction"
+    if kept.shape[1] == 0:
+        return pd.DataFrame({name: predictions}, index=kept.index, copy=False)
+    return kept.assign(**{name: predictions})
 
 
 def _join(kept: pd.DataFrame, predictions: pd.DataFrame | None, column: str) -> pd.DataFrame:
@@ -246,6 +300,28 @@ def _join(kept: pd.DataFrame, predictions: pd.DataFrame | None, column: str) -> 
     if kept.shape[1] == 0:
         return predictions
     return pd.concat([kept, predictions], axis=1)
+
+
+def join_results(results: list[ChunkResult], column: str, kept: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The scored rows of consecutive chunks as one DataFrame, in order; ``None`` for no chunks.
+
+    When every chunk's predictions are arrays of one dtype, the kept rows are concatenated once and the
+    predictions become one column, instead of a join per chunk and a concatenation of the joins.
+    ``kept``, when given, already holds every chunk's kept rows in order (the input DataFrame itself,
+    when no row was rejected), which saves concatenating them.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not results:
+        return None
+    parts = [r.predictions for r in results]
+    if all(isinstance(p, np.ndarray) for p in parts) and len({p.dtype for p in parts}) == 1:
+        if kept is None:
+            kept = results[0].kept if len(results) == 1 else pd.concat([r.kept for r in results])
+        return join_array(kept, concat_predictions(parts, column), column)
+    frames = [r.frame for r in results]
+    return frames[0] if len(frames) == 1 else pd.concat(frames)
 
 
 def run_chunks(

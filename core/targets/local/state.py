@@ -136,6 +136,15 @@ class StateStore:
         except OSError as exc:
             raise DeploymentError(f"Cannot create the local state directory {self.home}: {exc}") from exc
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """What identifies the current document: every write replaces the file, which changes its
+        inode, modification time or size. ``None`` when there is no state file."""
+        try:
+            info = os.stat(self.state_file)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
     def read(self) -> dict[str, Any]:
         """The current document, without taking the lock (``os.replace`` makes that safe)."""
         try:
