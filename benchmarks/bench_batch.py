@@ -1,21 +1,26 @@
 """Batch scoring throughput and memory, against a real local-target server.
 
-Prints, in one run, for a cheap model (2a + b over numeric columns) and the same chunk size:
+Prints, in one run, for a cheap model (2a + b - c over numeric columns) and the same chunk size:
 
-* rows/s of ``batch_predict`` (default concurrency for the target);
+* rows/s of ``batch_predict`` (a DataFrame in, a DataFrame out; default concurrency for the target);
 * rows/s of a naive loop: ``requests.post`` of each chunk in turn (the peer);
 * the server's own ceiling at that chunk size: ``wrk`` posting one fixed chunk with 4 connections,
   times the chunk size (skipped with a note when wrk is not installed: ``apt-get install wrk``);
 * peak RSS of a subprocess scoring a 500,000-row and a 5,000,000-row Parquet file to an output
   directory, and their ratio (``--no-memory`` skips this part, which takes a few minutes).
 
-Run: ``.venv/bin/python benchmarks/bench_batch.py [--rows 200000] [--chunk-size 2000] [--no-memory]``.
+Method: this machine's speed drifts by a third within seconds, so one ceiling measured at another
+moment says little about a batch run. Each round therefore measures the ceiling with wrk right after
+the batch run, and the batch run's ratio is taken against the mean of the ceilings measured just before
+and just after it; the figures printed are medians over the rounds.
+
+Run: ``.venv/bin/python benchmarks/bench_batch.py [--rows 1200000] [--chunk-size 2000] [--rounds 5]
+[--concurrency N] [--no-memory]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -28,7 +33,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pandas as pd
 import requests
 
@@ -62,45 +66,28 @@ def naive_loop(url: str, df: pd.DataFrame, chunk_size: int) -> float:
     return len(df) / (time.perf_counter() - started)
 
 
-def transport_only(url: str, df: pd.DataFrame, chunk_size: int, concurrency: int = 4, requests_total: int = 200) -> float:
-    """rows/s of deployflow's transport alone: threads posting one pre-encoded chunk, nothing decoded.
-    Between batch_predict and the wrk ceiling, it shows how much is the Python HTTP client's share."""
-    from concurrent.futures import ThreadPoolExecutor
+class Wrk:
+    """The server's ceiling: wrk posting one fixed chunk (the first, as batch_predict sends it)."""
 
-    from deployflow.transport import HttpTransport
+    def __init__(self, url: str, df: pd.DataFrame, chunk_size: int, workdir: Path) -> None:
+        self.url, self.chunk_size = url, chunk_size
+        body, content_type = encode_request(df.iloc[:chunk_size])
+        (workdir / "body.json").write_bytes(body)
+        self.script = workdir / "post.lua"
+        self.script.write_text(
+            'wrk.method = "POST"\n'
+            f'wrk.headers["Content-Type"] = "{content_type}"\n'
+            f'local f = io.open("{workdir / "body.json"}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
+        )
 
-    body, content_type = encode_request(df.iloc[:chunk_size])
-    each = requests_total // concurrency
-    with HttpTransport(url) as transport:
-
-        def post(_: int) -> None:
-            for _ in range(each):
-                transport.request("POST", "/invocations", data=body, headers={"Content-Type": content_type}, kind="predict")
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(post, range(concurrency)))
-        return each * concurrency * chunk_size / (time.perf_counter() - started)
-
-
-def wrk_ceiling(url: str, df: pd.DataFrame, chunk_size: int, workdir: Path) -> float | None:
-    if shutil.which("wrk") is None:
-        return None
-    body, content_type = encode_request(df.iloc[:chunk_size])
-    (workdir / "body.json").write_bytes(body)
-    script = workdir / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f'wrk.headers["Content-Type"] = "{content_type}"\n'
-        f'local f = io.open("{workdir / "body.json"}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
-    )
-    out = subprocess.run(
-        ["wrk", "-t2", "-c4", "-d8s", "-s", str(script), f"{url}/invocations"], capture_output=True, text=True, check=True
-    ).stdout
-    requests_per_second = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    if re.search(r"Non-2xx", out):
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    return requests_per_second * chunk_size
+    def rows_per_second(self, seconds: int = 2) -> float:
+        out = subprocess.run(
+            ["wrk", "-t2", "-c4", f"-d{seconds}s", "-s", str(self.script), f"{self.url}/invocations"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        if re.search(r"Non-2xx", out):
+            raise RuntimeError(f"wrk saw errors:\n{out}")
+        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)) * self.chunk_size
 
 
 MEMORY_JOB = textwrap.dedent(
@@ -142,10 +129,11 @@ def peak_rss(uri: str, rows: int, chunk_size: int, workdir: Path) -> tuple[int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rows", type=int, default=1_200_000)
     parser.add_argument("--chunk-size", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=None, help="default: the target's own default")
     parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="deployflow-bench-batch-"))
     (workdir / "bench_model.py").write_text(MODEL)
@@ -156,31 +144,31 @@ def main() -> None:
     try:
         df = make_frame(args.rows)
         batch_predict(client, df.iloc[:20_000], deployment_name="bench", chunk_size=args.chunk_size)  # warm up
-        # This machine's figures move by a third from one run to the next: interleave the three
-        # measurements and report each one's median.
-        naive_runs, our_runs, ceiling_runs, transport_runs = [], [], [], []
-        for _ in range(args.repeat):
-            naive_runs.append(naive_loop(url, df, args.chunk_size))
-            transport_runs.append(transport_only(url, df, args.chunk_size))
+        wrk = Wrk(url, df, args.chunk_size, workdir) if shutil.which("wrk") else None
+        concurrency = args.concurrency or client.default_batch_concurrency
+        ours, naive, ratios, ceilings = [], [], [], []
+        before = wrk.rows_per_second() if wrk else None
+        for _ in range(args.rounds):
+            naive.append(naive_loop(url, df.iloc[: max(args.rows // 4, args.chunk_size)], args.chunk_size))
             started = time.perf_counter()
-            result = batch_predict(client, df, deployment_name="bench", chunk_size=args.chunk_size)
-            our_runs.append(len(result) / (time.perf_counter() - started))
-            ceiling_runs.append(wrk_ceiling(url, df, args.chunk_size, workdir))
-        naive, ours = statistics.median(naive_runs), statistics.median(our_runs)
-        transport = statistics.median(transport_runs)
-        ceiling = None if None in ceiling_runs else statistics.median(ceiling_runs)
+            result = batch_predict(client, df, deployment_name="bench", chunk_size=args.chunk_size, concurrency=concurrency)
+            ours.append(len(result) / (time.perf_counter() - started))
+            if wrk is not None:
+                after = wrk.rows_per_second()
+                ceilings.append(after)
+                ratios.append(ours[-1] / ((before + after) / 2))
+                before = after
+        median = statistics.median
         print(f"batch scoring, {args.rows:,} rows, chunk size {args.chunk_size}, cheap numpy model, 1 server worker, "
-              f"median of {args.repeat} interleaved runs")
-        print("  runs (rows/s): batch_predict " + ", ".join(f"{x:,.0f}" for x in our_runs)
-              + "; naive " + ", ".join(f"{x:,.0f}" for x in naive_runs)
-              + ("" if ceiling is None else "; ceiling " + ", ".join(f"{x:,.0f}" for x in ceiling_runs)))
-        print(f"  batch_predict         {ours:12,.0f} rows/s")
-        print(f"  naive requests loop   {naive:12,.0f} rows/s   batch_predict / naive = {ours / naive:.2f}x")
-        print(f"  transport only (4 threads, pre-encoded) {transport:,.0f} rows/s   batch_predict / transport = {ours / transport:.0%}")
-        if ceiling is None:
+              f"concurrency {concurrency}, {args.rounds} rounds (medians)")
+        print("  batch_predict rows/s by round: " + ", ".join(f"{x:,.0f}" for x in ours))
+        print(f"  batch_predict         {median(ours):12,.0f} rows/s")
+        print(f"  naive requests loop   {median(naive):12,.0f} rows/s   batch_predict / naive = {median(ours) / median(naive):.2f}x")
+        if wrk is None:
             print("  server ceiling        skipped (wrk not installed: apt-get install wrk)")
         else:
-            print(f"  server ceiling (wrk)  {ceiling:12,.0f} rows/s   batch_predict / ceiling = {ours / ceiling:.0%}")
+            print("  batch_predict / ceiling by round: " + ", ".join(f"{x:.0%}" for x in ratios))
+            print(f"  server ceiling (wrk)  {median(ceilings):12,.0f} rows/s   batch_predict / ceiling = {median(ratios):.0%}")
         if not args.no_memory:
             print("peak RSS of a batch job writing Parquet parts:")
             small = peak_rss(uri, 500_000, args.chunk_size, workdir)

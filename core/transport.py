@@ -64,6 +64,7 @@ __all__ = [
     "RetryPolicy",
     "HttpSettings",
     "HttpTransport",
+    "error_from_answer",
     "is_retryable",
     "parse_retry_after",
     "parse_error_body",
@@ -346,6 +347,26 @@ class HttpSettings:
 # --------------------------------------------------------------------------------------------------
 # Helpers shared with targets
 # --------------------------------------------------------------------------------------------------
+
+
+def error_from_answer(
+    method: str, path: str, status: int, reason: str | None, headers: Mapping[str, str], raw: bytes
+) -> DeploymentError:
+    """The domain error for an HTTP error answer: its class from the status and the service's
+    ``error_code``, its message from the service's own (redacted, clipped), ``Retry-After`` kept.
+    ``headers`` must look names up case-insensitively (requests' and aiohttp's headers both do)."""
+    text = raw[:_MAX_ERROR_READ_BYTES].decode("utf-8", "replace")
+    code, server_message = parse_error_body(text)
+    excerpt = text.strip()[:_MAX_EXCERPT_CHARS] or None
+    if server_message is None:
+        server_message = excerpt or reason or ""
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    error = error_for_status(status, "", error_code=code, body=excerpt, retry_after=retry_after)
+    message = f"{method} {path} failed with HTTP {status} ({error.error_code})"
+    if server_message:
+        message += f": {server_message.strip()[:_MAX_EXCERPT_CHARS]}"
+    _set_message(error, message)
+    return error
 
 
 def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
@@ -910,19 +931,7 @@ class HttpTransport:
             raw = b""
         finally:
             response.close()
-        text = raw[:_MAX_ERROR_READ_BYTES].decode("utf-8", "replace")
-        code, server_message = parse_error_body(text)
-        excerpt = text.strip()[:_MAX_EXCERPT_CHARS] or None
-        if server_message is None:
-            server_message = excerpt or response.reason or ""
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        status = response.status_code
-        error = error_for_status(status, "", error_code=code, body=excerpt, retry_after=retry_after)
-        message = f"{call.method} {call.path} failed with HTTP {status} ({error.error_code})"
-        if server_message:
-            message += f": {server_message.strip()[:_MAX_EXCERPT_CHARS]}"
-        _set_message(error, message)
-        return error
+        return error_from_answer(call.method, call.path, response.status_code, response.reason, response.headers, raw)
 
     def _error_from_exception(
         self,

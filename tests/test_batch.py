@@ -18,6 +18,7 @@ import pytest
 
 import deployflow
 from deployflow import BadRowsError, ConflictError, InvalidInputError, batch_predict, get_deploy_client, read_output
+from deployflow.targets.serving import ServingDeploymentClient
 from support.fault_proxy import FaultProxy
 
 MODELS = Path(__file__).resolve().parent / "support" / "batch_models.py"
@@ -166,12 +167,25 @@ def test_isolate_without_output_needs_an_errors_path(client, tmp_path):
     assert [json.loads(line)["row"] for line in errors_file.read_text().splitlines()] == [7]
 
 
-def test_faults_between_client_and_server_lose_and_duplicate_nothing(client, tmp_path):
+class PredictOnlyServingClient(ServingDeploymentClient):
+    """A client as a third-party plugin would write it: ``predict`` only, no ``batch_http_route``, so
+    batch scoring takes the general path (``predict`` from a thread pool)."""
+
+    batch_http_route = None
+
+
+@pytest.mark.parametrize("path", ["event loop", "thread pool"])
+def test_faults_between_client_and_server_lose_and_duplicate_nothing(client, tmp_path, path):
     df = frame(6000, seed=6)
     clean = batch_predict(client, df, deployment_name="linear", chunk_size=200, feature_columns=["a", "b"])
     upstream = client.get_deployment("linear")["url"]
     with FaultProxy(upstream, every={3: "503", 5: "reset", 7: "slow"}) as proxy:
-        remote = get_deploy_client(f"serving+{proxy.url}", backoff_factor=0.05, backoff_max=0.5, max_retries=8)
+        options = {"backoff_factor": 0.05, "backoff_max": 0.5, "max_retries": 8}
+        if path == "event loop":
+            remote = get_deploy_client(f"serving+{proxy.url}", **options)
+            assert remote.batch_http_route() is not None
+        else:
+            remote = PredictOnlyServingClient(f"serving+{proxy.url}", **options)
         restarted = threading.Event()
 
         def restart_midway():
@@ -374,3 +388,33 @@ def test_switch_interval_is_lowered_during_the_job_and_restored(client):
     batch_predict(client, frame(400), deployment_name="linear", chunk_size=100, concurrency=2, switch_interval=None,
                   progress_callback=lambda p: seen.append(sys.getswitchinterval()))
     assert seen and all(value == before for value in seen)
+
+
+def test_a_token_protected_deployment_is_scored_with_the_clients_token(home):
+    token = "batch-secret-token-1234"
+    with get_deploy_client(f"local://{home}") as owner:
+        owner.create_deployment("guarded_linear", model("linear"), config={"auth_token": token})
+        try:
+            df = frame(900, seed=9)
+            with get_deploy_client(f"local://{home}", auth_token=token) as friend:
+                route = friend.batch_http_route("guarded_linear")
+                assert token not in repr(route)
+                out = batch_predict(friend, df, deployment_name="guarded_linear", chunk_size=100, feature_columns=["a", "b"])
+            np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(df))
+            with get_deploy_client(f"local://{home}", auth_token="not-the-token") as stranger:
+                with pytest.raises(deployflow.AuthenticationError) as info:
+                    batch_predict(stranger, df, deployment_name="guarded_linear", chunk_size=100, feature_columns=["a", "b"])
+            assert "rows 0-99" in str(info.value) and token not in str(info.value)
+        finally:
+            owner.delete_deployment("guarded_linear")
+
+
+def test_serving_targets_post_chunks_from_the_event_loop_only_when_nothing_else_is_needed(monkeypatch):
+    assert get_deploy_client("serving+http://127.0.0.1:9").batch_http_route() is not None
+    # TLS settings, credentials in the URL and proxies are the transport's business: use predict.
+    assert get_deploy_client("serving+https://127.0.0.1:9").batch_http_route() is None
+    assert get_deploy_client("serving+http://user:pw@127.0.0.1:9").batch_http_route() is None
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert get_deploy_client("serving+http://scoring.example:8080").batch_http_route() is None

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from ..errors import InvalidInputError
 from ..redaction import get_logger
 from ._output import PartWriter, chunk_fingerprint, format_of_output
-from ._runner import BatchSummary, ChunkResult, ChunkScorer, Progress, join_results, run_chunks
+from ._pipeline import score_chunks
+from ._runner import BatchSummary, ChunkResult, ChunkScorer, Progress, join_results
 from ._sources import open_source
 
 if TYPE_CHECKING:
@@ -197,7 +198,7 @@ def batch_predict(
 
     try:
         with _switch_interval(switch_interval if concurrency > 1 else None):
-            run_chunks(
+            score_chunks(
                 source.chunks(chunk_size),
                 scorer,
                 concurrency=concurrency,

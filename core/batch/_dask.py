@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
-from ._runner import BatchSummary, ChunkResult, ChunkScorer, join_results, run_chunks
+from ._pipeline import score_chunks
+from ._runner import BatchSummary, ChunkResult, ChunkScorer, join_results
 from ._sources import Chunk, _rechunk
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class _ScorerSettings:
 def _score_partition(partition: pd.DataFrame, spec: ClientSpec, settings: _ScorerSettings) -> pd.DataFrame:
     scorer = settings.scorer(spec.build())
     results: list[ChunkResult] = []
-    run_chunks(
+    score_chunks(
         _rechunk([partition], settings.chunk_size),
         scorer,
         concurrency=settings.concurrency,

@@ -71,6 +71,12 @@ class ServingDeploymentClient(HostedModelsClient):
         )
         return decode_response(response.content)
 
+    def batch_http_route(self, deployment_name: str | None = None, endpoint: str | None = None) -> Any:
+        """Where :func:`deployflow.batch_predict` posts chunks (``None``: through :meth:`predict`)."""
+        from ..batch._pipeline import route_for_transport
+
+        return route_for_transport(self._transport, "/invocations")
+
     def deployment_status(self, name: str, endpoint: str | None = None) -> Status:
         try:
             self._transport.request("GET", "/ping", retry=False)

@@ -757,6 +757,30 @@ class LocalDeploymentClient(BaseDeploymentClient):
             )
         return decode_response(response.content)
 
+    def batch_http_route(self, deployment_name: str | None = None, endpoint: str | None = None) -> Any:
+        """Where :func:`deployflow.batch_predict` posts its chunks (see :mod:`deployflow.batch._pipeline`):
+        the server's or router's ``/invocations``, this client's token and HTTP settings, and a lookup
+        of the URL again after a connection failure (a server replaced by an update)."""
+        from ...batch._pipeline import HttpRoute
+
+        if (deployment_name is None) == (endpoint is None):
+            raise InvalidInputError("batch scoring needs exactly one of deployment_name and endpoint")
+        if endpoint is not None:
+            check_name(endpoint, "endpoint")
+            resolve: Callable[[bool], str] = lambda check: self._endpoint_url(endpoint, check)  # noqa: E731
+        else:
+            check_name(deployment_name)
+            resolve = lambda check: self._deployment_url(deployment_name, check)  # noqa: E731
+
+        def route(check_alive: bool) -> HttpRoute:
+            if check_alive:
+                url, token = resolve(True), self._route(deployment_name, endpoint, resolve)[1]
+            else:
+                url, token = self._route(deployment_name, endpoint, resolve)
+            return HttpRoute(f"{url}/invocations", self._headers(token), self.http_settings, lambda: route(True))
+
+        return route(False)
+
     def _route(
         self, deployment_name: str | None, endpoint: str | None, resolve: Callable[[bool], str]
     ) -> tuple[str, str | None]:
