@@ -418,3 +418,18 @@ def test_serving_targets_post_chunks_from_the_event_loop_only_when_nothing_else_
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     assert get_deploy_client("serving+http://scoring.example:8080").batch_http_route() is None
+
+
+@pytest.mark.parametrize("path", ["event loop", "thread pool"])
+def test_a_chunk_that_keeps_failing_stops_the_job_after_bounded_retries(client, path):
+    df = frame(300, seed=10)
+    upstream = client.get_deployment("linear")["url"]
+    with FaultProxy(upstream, every={1: "503"}) as proxy:
+        options = {"backoff_factor": 0.01, "backoff_max": 0.02, "max_retries": 2}
+        remote = (get_deploy_client if path == "event loop" else PredictOnlyServingClient)(f"serving+{proxy.url}", **options)
+        with pytest.raises(deployflow.TransientError) as info:
+            batch_predict(remote, df, deployment_name="linear", chunk_size=300, max_chunk_retries=1, retry_backoff=0.01)
+    assert "rows 0-299" in str(info.value) and "503" in str(info.value)
+    # (1 try + 2 transport retries) for the first call and again for the one chunk retry; no more.
+    assert proxy.requests == 6
+    assert proxy.forwarded == 0

@@ -15,8 +15,9 @@ rounds; the transport-only figure moved the same way).
 
 Failures follow the same rules as the general path: a request that fails with a status or connection
 failure the transport's retry policy retries is sent again (``Retry-After`` respected, the route looked
-up again after a connection failure), then the chunk-level retries apply, then the job stops with the row
-range in the error. Bad-input rejections with ``on_bad_rows="isolate"`` are bisected through
+up again after a connection failure, no wait past the predict total timeout), then the chunk-level
+retries apply, each a new call with the transport's budget, then the job stops with the row range in the
+error. Bad-input rejections with ``on_bad_rows="isolate"`` are bisected through
 ``client.predict``: they are rare and the general path already knows how.
 """
 
@@ -26,7 +27,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import DeploymentError, InvalidInputError, RequestTimeoutError, TransientError
@@ -145,6 +146,8 @@ class _Pending:
     attempts: int = 1
     transport_retries: int = 0
     chunk_retries: int = 0
+    #: When the current call started: the transport's retries of one call stop at its total timeout.
+    call_started: float = field(default_factory=time.monotonic)
 
 
 def run_pipelined(
@@ -283,14 +286,21 @@ def _retry(pending: _Pending, error: DeploymentError, scorer: ChunkScorer, state
                 if not lookup_error.retryable:
                     raise lookup_error from error
     if is_retryable(error, policy) and pending.transport_retries < policy.max_retries:
-        pending.transport_retries += 1
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None and policy.respect_retry_after:
-            return min(retry_after, policy.max_retry_after)
-        return policy.backoff(pending.transport_retries)
+            delay = min(retry_after, policy.max_retry_after)
+        else:
+            delay = policy.backoff(pending.transport_retries + 1)
+        _read, total = route.settings.timeouts_for("predict")
+        if time.monotonic() + delay < pending.call_started + total:
+            pending.transport_retries += 1
+            return delay
     delay = scorer.retry_delay(error, pending.chunk_retries)
     if delay is not None:
+        # A chunk retry is a new call, as in the general path: the transport's budget starts again.
         pending.chunk_retries += 1
+        pending.transport_retries = 0
+        pending.call_started = time.monotonic() + delay
     return delay
 
 
