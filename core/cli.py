@@ -729,6 +729,7 @@ def get_endpoint(target: str, endpoint: str) -> None:
 )
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Rows per request (default 2000).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight at once.")
+@click.option("--part-rows", type=click.IntRange(min=1), default=None, help="Rows per output part, in whole chunks (default 100000); the unit a rerun resumes from.")
 @click.option("--input-format", type=click.Choice(["parquet", "csv", "jsonl"]), default=None, help="Format of the input when its name does not say.")
 @click.option("--output-format", type=click.Choice(["parquet", "csv", "jsonl"]), default=None, help="Format of the output parts when the path's suffix does not say.")
 @click.option("--feature-column", "feature_columns", multiple=True, help="An input column sent to the model; repeat for several (default: all).")
@@ -748,6 +749,7 @@ def batch_predict_command(
     output_path: str,
     chunk_size: int | None,
     concurrency: int | None,
+    part_rows: int | None,
     input_format: str | None,
     output_format: str | None,
     feature_columns: tuple[str, ...],
@@ -780,6 +782,7 @@ def batch_predict_command(
             output_format=output_format,
             chunk_size=chunk_size,
             concurrency=concurrency,
+            part_rows=part_rows,
             feature_columns=list(feature_columns) or None,
             keep_columns=[] if no_input_columns else (list(keep_columns) or None),
             prediction_column=prediction_column,

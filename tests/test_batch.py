@@ -92,14 +92,16 @@ def test_file_inputs_and_outputs(client, tmp_path, fmt):
 
     out_dir = tmp_path / f"scores.{fmt}"
     summary = batch_predict(
-        client, source, deployment_name="linear", output=out_dir, chunk_size=300, feature_columns=["a", "b"], keep_columns=["id"]
+        client, source, deployment_name="linear", output=out_dir, chunk_size=300, part_rows=700,
+        feature_columns=["a", "b"], keep_columns=["id"],
     )
     assert summary.rows == 2501 and summary.chunks == 9 and summary.output_path == str(out_dir)
     written = read_output(out_dir)
     assert written["id"].tolist() == list(range(2501))
     np.testing.assert_allclose(written["prediction"].to_numpy(), expected)
     manifest = json.loads((out_dir / "_manifest.json").read_text())
-    assert manifest["complete"] is True and len(manifest["parts"]) == 9
+    # part_rows=700 is two whole chunks of 300: nine chunks make four parts of two and one of one.
+    assert manifest["complete"] is True and [p["rows"] for p in manifest["parts"].values()] == [600, 600, 600, 600, 101]
 
 
 def test_iterator_of_frames_of_any_sizes_is_rechunked(client):
@@ -220,7 +222,7 @@ JOB = textwrap.dedent(
     from deployflow import batch_predict, get_deploy_client
     client = get_deploy_client(sys.argv[1])
     summary = batch_predict(client, sys.argv[2], deployment_name="slow_linear", output=sys.argv[3],
-                            chunk_size=100, concurrency=2, feature_columns=["a", "b"])
+                            chunk_size=100, part_rows=200, concurrency=2, feature_columns=["a", "b"])
     print(summary.to_dict())
     """
 )
@@ -240,16 +242,17 @@ def test_killed_job_resumes_to_the_same_output(client, home, tmp_path):
         return len(list(records.glob("*.json"))) if records.exists() else 0
 
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and committed() < 8:
+    while time.monotonic() < deadline and committed() < 4:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = committed()
     assert json.loads((out_dir / "_manifest.json").read_text())["complete"] is False
-    assert 8 <= done_before < 40, "the job was not killed part way"
+    assert 4 <= done_before < 20, "the job was not killed part way"
 
-    summary = batch_predict(client, source, deployment_name="slow_linear", output=out_dir, chunk_size=100, concurrency=2, feature_columns=["a", "b"])
-    assert summary.resumed_chunks >= done_before and summary.rows == 4000
+    job = {"deployment_name": "slow_linear", "output": out_dir, "chunk_size": 100, "part_rows": 200, "feature_columns": ["a", "b"]}
+    summary = batch_predict(client, source, concurrency=2, **job)
+    assert summary.resumed_chunks >= 2 * done_before and summary.rows == 4000
     resumed = read_output(out_dir)
     clean = batch_predict(client, df, deployment_name="linear", chunk_size=100, feature_columns=["a", "b"])
     pd.testing.assert_frame_equal(resumed, clean)
@@ -260,7 +263,7 @@ def test_killed_job_resumes_to_the_same_output(client, home, tmp_path):
     changed.loc[150, "b"] += 1
     changed.to_parquet(source, row_group_size=512)
     with pytest.raises(ConflictError, match="input changed"):
-        batch_predict(client, source, deployment_name="slow_linear", output=out_dir, chunk_size=100, feature_columns=["a", "b"])
+        batch_predict(client, source, **job)
     again = batch_predict(client, source, deployment_name="linear", output=out_dir, chunk_size=100, feature_columns=["a", "b"], overwrite=True)
     assert again.resumed_chunks == 0
     assert read_output(out_dir)["b"][150] == df["b"][150] + 1
@@ -272,6 +275,8 @@ def test_other_settings_refuse_to_resume(client, tmp_path):
     batch_predict(client, df, deployment_name="linear", output=out_dir, chunk_size=100, feature_columns=["a", "b"])
     with pytest.raises(ConflictError, match="chunk_size"):
         batch_predict(client, df, deployment_name="linear", output=out_dir, chunk_size=50, feature_columns=["a", "b"])
+    with pytest.raises(ConflictError, match="part_chunks"):
+        batch_predict(client, df, deployment_name="linear", output=out_dir, chunk_size=100, part_rows=100, feature_columns=["a", "b"])
     with pytest.raises(ConflictError, match="resume=True"):
         batch_predict(client, df, deployment_name="linear", output=out_dir, chunk_size=100, feature_columns=["a", "b"], resume=False)
 
@@ -433,3 +438,11 @@ def test_a_chunk_that_keeps_failing_stops_the_job_after_bounded_retries(client, 
     # (1 try + 2 transport retries) for the first call and again for the one chunk retry; no more.
     assert proxy.requests == 6
     assert proxy.forwarded == 0
+
+
+def test_a_read_timeout_stops_the_job_with_the_row_range_when_chunk_retries_are_off(client, home):
+    df = frame(200, seed=11)
+    with get_deploy_client(f"local://{home}", predict_timeout=0.01) as impatient:
+        with pytest.raises(deployflow.RequestTimeoutError) as info:
+            batch_predict(impatient, df, deployment_name="slow_linear", chunk_size=100, max_chunk_retries=0, feature_columns=["a", "b"])
+    assert "rows 0-99" in str(info.value) and "read timeout" in str(info.value)

@@ -33,6 +33,7 @@ logger = get_logger(__name__)
 
 DEFAULT_CHUNK_SIZE = 2000
 DEFAULT_CONCURRENCY = 4
+DEFAULT_PART_ROWS = 100_000
 DEFAULT_SWITCH_INTERVAL = 0.0002
 ON_BAD_ROWS = ("raise", "isolate")
 
@@ -48,6 +49,7 @@ def batch_predict(
     input_format: str | None = None,
     chunk_size: int | None = None,
     concurrency: int | None = None,
+    part_rows: int | None = None,
     feature_columns: list[str] | None = None,
     keep_columns: list[str] | None = None,
     prediction_column: str = "prediction",
@@ -72,6 +74,8 @@ def batch_predict(
         the job goes; its format comes from ``output_format`` or the path's suffix
         (``scores.parquet``, ``scores.csv``, ``scores.jsonl``); the summary is returned.
     :param chunk_size: rows per request (default 2000).
+    :param part_rows: rows per output part (default 100,000), rounded down to whole chunks (at least
+        one). A part is the unit a killed job resumes from; bigger parts mean fewer files and commits.
     :param concurrency: requests in flight at once (default: the client's ``default_batch_concurrency``,
         else 4). At most twice as many chunks are held in memory.
     :param feature_columns: the input columns sent to the model (default: all).
@@ -109,7 +113,8 @@ def batch_predict(
         raise InvalidInputError(f"on_bad_rows must be one of {ON_BAD_ROWS}, got {on_bad_rows!r}")
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     concurrency = concurrency or getattr(client, "default_batch_concurrency", None) or DEFAULT_CONCURRENCY
-    for name, value in (("chunk_size", chunk_size), ("concurrency", concurrency)):
+    part_rows = DEFAULT_PART_ROWS if part_rows is None else part_rows
+    for name, value in (("chunk_size", chunk_size), ("concurrency", concurrency), ("part_rows", part_rows)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
     if not isinstance(max_chunk_retries, int) or max_chunk_retries < 0:
@@ -142,12 +147,14 @@ def batch_predict(
     summary = BatchSummary(output_path=out_path)
     started = time.monotonic()
     writer: PartWriter | None = None
+    part_chunks = max(1, part_rows // chunk_size)
     if out_path is not None:
         fmt = format_of_output(out_path, output_format)
         job = {
             "input": source.description,
             "input_bytes": source.size_bytes,
             "chunk_size": chunk_size,
+            "part_chunks": part_chunks,
             "format": fmt,
             "target": getattr(client, "target_uri", None),
             **target,
@@ -164,24 +171,39 @@ def batch_predict(
     collected: list[ChunkResult] = []
     errors: list[dict[str, Any]] = []
     bar = _progress_bar(progress, source.total_rows)
-    fingerprints: dict[int, str] = {}
+    fingerprints: dict[int, str] = {}  # of chunks read but not yet committed (reading runs ahead)
+    part: list[ChunkResult] = []
 
     def skip(chunk: Any) -> bool:
         if writer is None:
             return False
         fingerprint = chunk_fingerprint(chunk.frame)
-        if writer.finished(chunk.index) is not None:
-            entry = writer.check_unchanged(chunk.index, fingerprint)
+        number, offset = divmod(chunk.index, part_chunks)
+        entry = writer.finished(number)
+        if entry is not None:
+            writer.check_unchanged(number, offset, fingerprint)
             summary.resumed_chunks += 1
-            summary.failed_rows += entry["failed_rows"]
+            if offset == 0:
+                summary.failed_rows += entry["failed_rows"]
             return True
         fingerprints[chunk.index] = fingerprint
         return False
 
+    def commit_part() -> None:
+        assert writer is not None
+        first = part[0].chunk
+        frame = join_results(part, prediction_column)
+        rejected = [e for r in part for e in r.errors]
+        rows = sum(len(r.chunk.frame) for r in part)
+        hashes = [fingerprints.pop(r.chunk.index) for r in part]
+        writer.commit(first.index // part_chunks, first.start, rows, hashes, frame, rejected)
+        part.clear()
+
     def deliver(result: Any) -> None:
-        chunk = result.chunk
         if writer is not None:
-            writer.commit(chunk.index, chunk.start, len(chunk.frame), fingerprints.pop(chunk.index), result.frame, result.errors)
+            part.append(result)
+            if (result.chunk.index + 1) % part_chunks == 0:
+                commit_part()
         else:
             collected.append(result)
             errors.extend(result.errors)
@@ -209,9 +231,11 @@ def batch_predict(
     finally:
         if bar is not None:
             bar.close()
+    if part:
+        commit_part()  # the last, shorter part
     summary.seconds = time.monotonic() - started
     if writer is not None:
-        writer.complete(summary.rows, summary.chunks)
+        writer.complete(summary.rows, -(-summary.chunks // part_chunks))
     elif errors and summary.errors_path:
         _write_errors(summary.errors_path, errors)
     logger.info(

@@ -2,12 +2,14 @@
 
 The output path is a directory (``scores.parquet/``) holding ``part-00000.parquet``, ``part-00001...``,
 ``_manifest.json`` (the job's settings, and the list of parts once the job is complete) and ``_parts/``
-with one small record per finished part. A part is committed in three atomic steps: its rejected rows
+with one small record per finished part. A part holds the output of one or more whole input chunks
+(``part_rows`` of :func:`~deployflow.batch_predict`), so a job writes a file per 100,000 rows rather than
+per request. A part is committed in three atomic steps: its rejected rows
 (if any) go to ``_errors/part-NNNNN.jsonl``, its rows to ``part-NNNNN.<fmt>``, and last its record
 ``_parts/NNNNN.json``, each written under a temporary name and renamed into place. The record is the
 commit point: a part with a record is whole on disk; anything without one is redone. Each record keeps a
-hash of the input rows the part was made from, so a resumed job proves its input is the same, chunk by
-chunk, before it skips anything. One record per part keeps a commit's cost constant: rewriting one
+hash of the input rows of each chunk the part was made from, so a resumed job proves its input is the
+same, chunk by chunk, before it skips anything. One record per part keeps a commit's cost constant: rewriting one
 growing manifest per part would cost time and memory in proportion to the parts already done.
 """
 
@@ -32,7 +34,7 @@ __all__ = ["PartWriter", "chunk_fingerprint", "MANIFEST", "write_frame", "atomic
 MANIFEST = "_manifest.json"
 ERRORS_DIR = "_errors"
 PARTS_DIR = "_parts"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 _SUFFIX = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 
 
@@ -167,10 +169,11 @@ class PartWriter:
     def finished(self, index: int) -> dict[str, Any] | None:
         return self.parts.get(str(index))
 
-    def check_unchanged(self, index: int, fingerprint: str) -> dict[str, Any]:
-        """The manifest entry of a finished part, once its input is proven unchanged."""
+    def check_unchanged(self, index: int, offset: int, fingerprint: str) -> dict[str, Any]:
+        """The record of finished part ``index``, once its chunk number ``offset`` is proven unchanged."""
         entry = self.parts[str(index)]
-        if entry["input_hash"] != fingerprint:
+        hashes = entry["input_hashes"]
+        if offset >= len(hashes) or hashes[offset] != fingerprint:
             raise ConflictError(
                 f"The input changed since part {index} of {self.path!r} was written (its rows hash differently); "
                 "refusing to resume. Pass overwrite=True to start over."
@@ -179,7 +182,10 @@ class PartWriter:
             raise ConflictError(f"Part file {entry['file']} listed in the manifest of {self.path!r} is missing")
         return entry
 
-    def commit(self, index: int, start: int, rows: int, fingerprint: str, frame: pd.DataFrame, errors: list[dict[str, Any]]) -> None:
+    def commit(
+        self, index: int, start: int, rows: int, fingerprints: list[str], frame: pd.DataFrame, errors: list[dict[str, Any]]
+    ) -> None:
+        """Write part ``index`` (input rows ``start``.., the chunks hashing to ``fingerprints``)."""
         if errors:
             errors_dir = os.path.join(self.path, ERRORS_DIR)
             os.makedirs(errors_dir, exist_ok=True)
@@ -193,17 +199,17 @@ class PartWriter:
             "rows": rows,
             "output_rows": len(frame),
             "failed_rows": len(errors),
-            "input_hash": fingerprint,
+            "input_hashes": fingerprints,
         }
         # The commit point: only now does the part count as done.
         atomic_write(os.path.join(self.path, PARTS_DIR, f"{index:05d}.json"), orjson.dumps(record))
         self.parts[str(index)] = record
 
-    def complete(self, total_rows: int, chunks: int) -> None:
-        # Parts beyond the last chunk belong to a longer earlier input: they must not stay.
-        for key in [k for k in self.parts if int(k) >= chunks]:
+    def complete(self, total_rows: int, parts: int) -> None:
+        # Parts beyond the last one belong to a longer earlier input: they must not stay.
+        for key in [k for k in self.parts if int(k) >= parts]:
             raise ConflictError(
-                f"{self.path!r} holds part {key} beyond the end of this input ({chunks} chunks): the input "
+                f"{self.path!r} holds part {key} beyond the end of this input ({parts} parts): the input "
                 "changed; pass overwrite=True to start over"
             )
         self.manifest["complete"] = True

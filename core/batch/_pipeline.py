@@ -117,6 +117,10 @@ class _Poster:
             async with self._session.post(route.url, data=body, headers=headers, timeout=timeout) as answer:
                 content = await answer.read()
                 return _Answer(answer.status, answer.reason, answer.headers, content)
+        except aiohttp.ConnectionTimeoutError as exc:  # before TimeoutError: it is both, and retryable
+            raise TransientError(
+                f"{where}: could not connect to {_origin_of(route.url)} within {settings.connect_timeout:g} s"
+            ) from exc
         except asyncio.TimeoutError as exc:
             raise RequestTimeoutError(f"{where}: no answer within {read_timeout:g} s (read timeout)") from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
