@@ -14,7 +14,7 @@ moment says little about a batch run. Each round therefore measures the ceiling 
 the batch run, and the batch run's ratio is taken against the mean of the ceilings measured just before
 and just after it; the figures printed are medians over the rounds.
 
-Run: ``.venv/bin/python benchmarks/bench_batch.py [--rows 1200000] [--chunk-size 2000] [--rounds 5]
+Run: ``.venv/bin/python benchmarks/bench_batch.py [--rows 1200000] [--chunk-size 2000] [--rounds 9]
 [--concurrency N] [--no-memory]``.
 """
 
@@ -131,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_200_000)
     parser.add_argument("--chunk-size", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--concurrency", type=int, default=None, help="default: the target's own default")
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()

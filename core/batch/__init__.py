@@ -95,10 +95,11 @@ def batch_predict(
     :param progress: show a progress bar (default: only when stderr is a terminal).
     :param progress_callback: called with a :class:`Progress` after each chunk.
     :param switch_interval: while the job runs, the interpreter's thread switch interval
-        (:func:`sys.setswitchinterval`) is lowered to this many seconds, then restored. The threads
-        that wait for answers otherwise wait up to 5 ms for the GIL each time an answer arrives, which
-        left the server idle a third of the time in measurements. It is process-wide for the job's
-        duration (other threads switch more often too); ``None`` leaves the interpreter alone.
+        (:func:`sys.setswitchinterval`) is lowered to this many seconds, then restored. The thread
+        that sends requests (the event loop, or a pool thread) otherwise waits up to 5 ms for the GIL
+        while another thread encodes or decodes, and the server waits with it: with the thread pool
+        that left the server idle a third of the time in measurements. It is process-wide for the
+        job's duration (other threads switch more often too); ``None`` leaves the interpreter alone.
     :returns: a DataFrame (``output=None``), a :class:`BatchSummary` (``output`` given), or for a Dask
         input a Dask DataFrame / a summary.
     """
