@@ -446,3 +446,15 @@ def test_a_read_timeout_stops_the_job_with_the_row_range_when_chunk_retries_are_
         with pytest.raises(deployflow.RequestTimeoutError) as info:
             batch_predict(impatient, df, deployment_name="slow_linear", chunk_size=100, max_chunk_retries=0, feature_columns=["a", "b"])
     assert "rows 0-99" in str(info.value) and "read timeout" in str(info.value)
+
+
+def test_a_wrong_number_of_predictions_is_reported_as_such_on_both_paths(client):
+    client.create_deployment("short", model("short"))
+    try:
+        url = client.get_deployment("short")["url"]
+        for remote in (client, PredictOnlyServingClient(f"serving+{url}")):
+            with pytest.raises(InvalidInputError, match="returned 99 predictions for the 100 input rows 0-99") as info:
+                batch_predict(remote, frame(300), deployment_name="short", chunk_size=100, feature_columns=["a", "b"], on_bad_rows="isolate", errors_path=os.devnull)
+            assert not isinstance(info.value, BadRowsError)
+    finally:
+        client.delete_deployment("short")

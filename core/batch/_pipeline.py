@@ -184,26 +184,25 @@ def run_pipelined(
         body, content_type = encode_request(scorer.features(chunk.frame), params=scorer.params)
         return _Pending(chunk, body, content_type, send(body, content_type))
 
-    def finish(pending: _Pending) -> None:
+    def answer_of(pending: _Pending) -> _Answer | None:
+        """The chunk's successful answer, after the retries it is due; ``None`` when its rows must be
+        bisected (``on_bad_rows="isolate"``). Raises when the chunk failed for good."""
         chunk = pending.chunk
         while True:
             try:
                 answer = pending.answer.result()
-                if answer.status >= 400:
-                    from ..transport import error_from_answer
+                if answer.status < 400:
+                    return answer
+                from ..transport import error_from_answer
 
-                    raise error_from_answer(
-                        "POST", _path_of(state["route"].url), answer.status, answer.reason, answer.headers, answer.content
-                    )
-                predictions = _predictions(answer.content, len(chunk.frame), scorer, chunk.start)
-                result = ChunkResult(chunk, scorer.kept(chunk), predictions, scorer.prediction_column)
-                break
+                raise error_from_answer(
+                    "POST", _path_of(state["route"].url), answer.status, answer.reason, answer.headers, answer.content
+                )
             except DeploymentError as error:
                 delay = _retry(pending, error, scorer, state)
                 if delay is None:
                     if isinstance(error, InvalidInputError) and scorer.isolate_bad_rows:
-                        result = scorer.score(chunk)  # bisects through client.predict
-                        break
+                        return None
                     raise scorer.failure(error, chunk.start, len(chunk.frame), pending.attempts) from error
                 logger.warning(
                     "Rows %d-%d failed (%s); sending them again in %.1f s (attempt %d)",
@@ -212,6 +211,15 @@ def run_pipelined(
                 time.sleep(delay)
                 pending.attempts += 1
                 pending.answer = send(pending.body, pending.content_type)
+
+    def finish(pending: _Pending) -> None:
+        chunk = pending.chunk
+        answer = answer_of(pending)
+        if answer is None:
+            result = scorer.score(chunk)  # bisects through client.predict, as the general path does
+        else:
+            predictions = _predictions(answer.content, len(chunk.frame), scorer, chunk.start)
+            result = ChunkResult(chunk, scorer.kept(chunk), predictions, scorer.prediction_column)
         deliver(result)
         on_progress(chunk, len(result.errors))
 

@@ -36,3 +36,8 @@ def slow_linear(data):
     """linear, with a pause per request so a test can interrupt a job part way."""
     time.sleep(float(os.environ.get("BATCH_MODEL_SLEEP", "0.05")))
     return linear(data)
+
+
+def short(data):
+    """One prediction too few: a broken model, not bad input."""
+    return linear(data)[:-1]

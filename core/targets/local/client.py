@@ -731,15 +731,8 @@ class LocalDeploymentClient(BaseDeploymentClient):
         """
         from ...payloads import decode_response, encode_request
 
-        if (deployment_name is None) == (endpoint is None):
-            raise InvalidInputError("predict needs exactly one of deployment_name and endpoint")
+        resolve = self._resolver(deployment_name, endpoint, "predict")
         body, content_type = encode_request(inputs)
-        if endpoint is not None:
-            check_name(endpoint, "endpoint")
-            resolve: Callable[[bool], str] = lambda check: self._endpoint_url(endpoint, check)  # noqa: E731
-        else:
-            check_name(deployment_name)
-            resolve = lambda check: self._deployment_url(deployment_name, check)  # noqa: E731
         url, token = self._route(deployment_name, endpoint, resolve)
         headers = {"Content-Type": content_type, **self._headers(token)}
         try:
@@ -763,14 +756,7 @@ class LocalDeploymentClient(BaseDeploymentClient):
         of the URL again after a connection failure (a server replaced by an update)."""
         from ...batch._pipeline import HttpRoute
 
-        if (deployment_name is None) == (endpoint is None):
-            raise InvalidInputError("batch scoring needs exactly one of deployment_name and endpoint")
-        if endpoint is not None:
-            check_name(endpoint, "endpoint")
-            resolve: Callable[[bool], str] = lambda check: self._endpoint_url(endpoint, check)  # noqa: E731
-        else:
-            check_name(deployment_name)
-            resolve = lambda check: self._deployment_url(deployment_name, check)  # noqa: E731
+        resolve = self._resolver(deployment_name, endpoint, "batch scoring")
 
         def route(check_alive: bool) -> HttpRoute:
             if check_alive:
@@ -780,6 +766,16 @@ class LocalDeploymentClient(BaseDeploymentClient):
             return HttpRoute(f"{url}/invocations", self._headers(token), self.http_settings, lambda: route(True))
 
         return route(False)
+
+    def _resolver(self, deployment_name: str | None, endpoint: str | None, what: str) -> Callable[[bool], str]:
+        """How to find the URL that scores for ``deployment_name`` or ``endpoint`` (exactly one)."""
+        if (deployment_name is None) == (endpoint is None):
+            raise InvalidInputError(f"{what} needs exactly one of deployment_name and endpoint")
+        if endpoint is not None:
+            check_name(endpoint, "endpoint")
+            return lambda check: self._endpoint_url(endpoint, check)
+        check_name(deployment_name)
+        return lambda check: self._deployment_url(deployment_name, check)
 
     def _route(
         self, deployment_name: str | None, endpoint: str | None, resolve: Callable[[bool], str]
