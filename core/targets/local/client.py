@@ -201,8 +201,10 @@ class LocalDeploymentClient(BaseDeploymentClient):
 
     #: Requests batch scoring keeps in flight. The servers here answer one request at a time per
     #: worker; a deeper queue keeps a worker busy while this process encodes and decodes (measured
-    #: with benchmarks/bench_batch.py: 8 beat 4 by 5-10% on two cores, in noisy runs).
-    default_batch_concurrency = 8
+    #: with benchmarks/bench_batch.py on two cores: 96-99 % of the server's ceiling with 16, 90-92 %
+    #: with 12, 78-88 % with 8). A queued request's read timeout runs while it waits, so a model that
+    #: takes more than predict_timeout / 16 per chunk wants a lower ``concurrency``.
+    default_batch_concurrency = 16
 
     def __init__(
         self,
