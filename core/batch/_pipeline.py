@@ -9,9 +9,9 @@ only over plain HTTP without a proxy: see :func:`route_for_transport`).
 Why a second path: with a thread per request in flight, every answer wakes a thread that must win the
 GIL before it can read the answer and send the next chunk, and the model server waits meanwhile. Here the
 calling thread encodes chunks and decodes answers, oldest first, and one event-loop thread (aiohttp,
-uvloop when installed) does all the network work. Against the local server, the same job went from
-about 82 % to about 94 % of the server's ceiling (``benchmarks/bench_batch.py``, medians of interleaved
-rounds; the transport-only figure moved the same way).
+uvloop when installed) does all the network work. Against the local server the same job went from
+74-86 % of the server's ceiling with the thread pool to 94-99 % (``benchmarks/bench_batch.py``, medians
+of interleaved rounds on two cores, 16 requests in flight).
 
 Failures follow the same rules as the general path: a request that fails with a status or connection
 failure the transport's retry policy retries is sent again (``Retry-After`` respected, the route looked
