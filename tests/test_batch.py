@@ -458,3 +458,16 @@ def test_a_wrong_number_of_predictions_is_reported_as_such_on_both_paths(client)
             assert not isinstance(info.value, BadRowsError)
     finally:
         client.delete_deployment("short")
+
+
+def test_scoring_through_an_endpoint_router(client):
+    client.create_endpoint("batch-front", config={"routes": [{"deployment": "linear", "traffic": 100}]})
+    try:
+        df = frame(1500, seed=12)
+        route = client.batch_http_route(endpoint="batch-front")
+        assert route.url.endswith("/invocations") and route.url != client.get_deployment("linear")["url"] + "/invocations"
+        out = batch_predict(client, df, endpoint="batch-front", chunk_size=200, feature_columns=["a", "b"])
+        np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(df))
+        assert out.attrs["deployflow_summary"]["chunks"] == 8
+    finally:
+        client.delete_endpoint("batch-front")
