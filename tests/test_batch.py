@@ -471,3 +471,37 @@ def test_scoring_through_an_endpoint_router(client):
         assert out.attrs["deployflow_summary"]["chunks"] == 8
     finally:
         client.delete_endpoint("batch-front")
+
+
+def test_a_deployment_updated_mid_job_is_followed_to_its_new_server(client):
+    client.create_deployment("moving", model("slow_linear"))
+    try:
+        old_url = client.get_deployment("moving")["url"]
+        df = frame(3000, seed=13)
+        started_update = threading.Event()
+        updated = threading.Event()
+
+        def update_when_asked():
+            started_update.wait(30)
+            client.update_deployment("moving", model("linear"))
+            updated.set()
+
+        updater = threading.Thread(target=update_when_asked)
+        updater.start()
+
+        def on_progress(progress):
+            if progress.chunks_done == 3:
+                started_update.set()
+            if progress.chunks_done == 5:
+                assert updated.wait(60)  # the rest of the job runs against the new server
+
+        out = batch_predict(
+            client, df, deployment_name="moving", chunk_size=100, concurrency=2, feature_columns=["a", "b"],
+            progress_callback=on_progress,
+        )
+        updater.join()
+        assert client.get_deployment("moving")["url"] != old_url
+        np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(df))
+        assert out.attrs["deployflow_summary"]["rows"] == 3000
+    finally:
+        client.delete_deployment("moving")

@@ -147,6 +147,7 @@ class _Pending:
     body: bytes
     content_type: str
     answer: Future[_Answer]
+    sent_to: str
     attempts: int = 1
     transport_retries: int = 0
     chunk_retries: int = 0
@@ -176,13 +177,13 @@ def run_pipelined(
     limit = max(1, 2 * concurrency)
     state = {"route": route}
 
-    def send(body: bytes, content_type: str) -> Future[_Answer]:
+    def send(body: bytes, content_type: str) -> tuple[Future[_Answer], str]:
         current: HttpRoute = state["route"]
-        return poster.post(current, body, {"Content-Type": content_type, **current.headers})
+        return poster.post(current, body, {"Content-Type": content_type, **current.headers}), current.url
 
     def start(chunk: Chunk) -> _Pending:
         body, content_type = encode_request(scorer.features(chunk.frame), params=scorer.params)
-        return _Pending(chunk, body, content_type, send(body, content_type))
+        return _Pending(chunk, body, content_type, *send(body, content_type))
 
     def answer_of(pending: _Pending) -> _Answer | None:
         """The chunk's successful answer, after the retries it is due; ``None`` when its rows must be
@@ -210,7 +211,7 @@ def run_pipelined(
                 )
                 time.sleep(delay)
                 pending.attempts += 1
-                pending.answer = send(pending.body, pending.content_type)
+                pending.answer, pending.sent_to = send(pending.body, pending.content_type)
 
     def finish(pending: _Pending) -> None:
         chunk = pending.chunk
@@ -291,12 +292,15 @@ def _retry(pending: _Pending, error: DeploymentError, scorer: ChunkScorer, state
     policy = route.settings.retry
     if isinstance(error, TransientError) and error.status_code is None and not isinstance(error, RequestTimeoutError):
         # The connection failed: the service may have moved (a restarted local server).
-        if route.refresh is not None:
+        if route.refresh is not None and route.url == pending.sent_to:  # not looked up since it was sent
             try:
                 state["route"] = route.refresh()
             except DeploymentError as lookup_error:
                 if not lookup_error.retryable:
                     raise lookup_error from error
+        if state["route"].url != pending.sent_to and pending.transport_retries < policy.max_retries:
+            pending.transport_retries += 1
+            return 0.0  # it moved (an update replaced the server): ask the new one at once
     if is_retryable(error, policy) and pending.transport_retries < policy.max_retries:
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None and policy.respect_retry_after:
