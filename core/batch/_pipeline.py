@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import DeploymentError, InvalidInputError, RequestTimeoutError, TransientError
 from ..redaction import get_logger, redact
-from ._runner import ChunkResult, ChunkScorer, parse_predictions
+from ._runner import ChunkResult, ChunkScorer, drive_in_order, parse_predictions
 
 if TYPE_CHECKING:
     from ..transport import HttpSettings
@@ -173,8 +172,6 @@ def run_pipelined(
     from ..payloads import encode_request
 
     poster = _Poster(concurrency)
-    in_flight: deque[_Pending] = deque()
-    limit = max(1, 2 * concurrency)
     state = {"route": route}
 
     def send(body: bytes, content_type: str) -> tuple[Future[_Answer], str]:
@@ -225,18 +222,16 @@ def run_pipelined(
         on_progress(chunk, len(result.errors))
 
     try:
-        for chunk in chunks:
-            if skip(chunk):
-                on_progress(chunk, 0)
-                continue
-            in_flight.append(start(chunk))
-            while len(in_flight) >= limit:
-                finish(in_flight.popleft())
-        while in_flight:
-            finish(in_flight.popleft())
+        drive_in_order(
+            chunks,
+            limit=max(1, 2 * concurrency),
+            skip=skip,
+            start=start,
+            finish=finish,
+            cancel=lambda pending: pending.answer.cancel(),
+            on_progress=on_progress,
+        )
     finally:
-        for pending in in_flight:
-            pending.answer.cancel()
         poster.close()
 
 

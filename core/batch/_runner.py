@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ..base import BaseDeploymentClient
 
-__all__ = ["BatchSummary", "ChunkResult", "ChunkScorer", "Progress", "join_results", "parse_predictions", "run_chunks"]
+__all__ = ["BatchSummary", "ChunkResult", "ChunkScorer", "Progress", "join_results", "drive_in_order", "parse_predictions", "run_chunks"]
 
 logger = get_logger(__name__)
 
@@ -343,6 +343,36 @@ def join_results(results: list[ChunkResult], column: str, kept: pd.DataFrame | N
     return frames[0] if len(frames) == 1 else pd.concat(frames)
 
 
+def drive_in_order(
+    chunks: Any,
+    *,
+    limit: int,
+    skip: Callable[[Chunk], bool],
+    start: Callable[[Chunk], Any],
+    finish: Callable[[Any], None],
+    cancel: Callable[[Any], None],
+    on_progress: Callable[[Chunk, int], None],
+) -> None:
+    """The loop both scoring paths share: ``start`` each chunk that is not skipped, ``finish`` the oldest
+    started one whenever ``limit`` are under way (so memory stays bounded however long the input is),
+    then the rest, in input order. On any failure, ``cancel`` what was started and not finished."""
+    in_flight: deque[Any] = deque()
+    try:
+        for chunk in chunks:
+            if skip(chunk):
+                on_progress(chunk, 0)
+                continue
+            in_flight.append(start(chunk))
+            while len(in_flight) >= limit:
+                finish(in_flight.popleft())
+        while in_flight:
+            finish(in_flight.popleft())
+    except BaseException:
+        for handle in in_flight:
+            cancel(handle)
+        raise
+
+
 def run_chunks(
     chunks: Any,
     scorer: ChunkScorer,
@@ -354,11 +384,9 @@ def run_chunks(
 ) -> None:
     """Score ``chunks`` with ``concurrency`` threads and hand results to ``deliver`` in input order.
 
-    At most ``2 * concurrency`` chunks are read ahead of the oldest unfinished one, so memory stays
-    bounded however long the input is. The first failure cancels what has not started and propagates.
+    At most ``2 * concurrency`` chunks are read ahead of the oldest unfinished one. The first failure
+    cancels what has not started and propagates.
     """
-    in_flight: deque[Future[ChunkResult]] = deque()
-    limit = max(1, 2 * concurrency)
     stop = threading.Event()
 
     def task(chunk: Chunk) -> ChunkResult:
@@ -366,28 +394,25 @@ def run_chunks(
             raise _Cancelled()
         return scorer.score(chunk)
 
+    def finish(future: Future[ChunkResult]) -> None:
+        result = future.result()
+        deliver(result)
+        on_progress(result.chunk, len(result.errors))
+
+    def cancel(future: Future[ChunkResult]) -> None:
+        stop.set()
+        future.cancel()
+
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deployflow-batch") as pool:
-        try:
-            for chunk in chunks:
-                if skip(chunk):
-                    on_progress(chunk, 0)
-                    continue
-                in_flight.append(pool.submit(task, chunk))
-                while len(in_flight) >= limit:
-                    _deliver_oldest(in_flight, deliver, on_progress)
-            while in_flight:
-                _deliver_oldest(in_flight, deliver, on_progress)
-        except BaseException:
-            stop.set()
-            for future in in_flight:
-                future.cancel()
-            raise
-
-
-def _deliver_oldest(in_flight: deque, deliver: Callable[[ChunkResult], None], on_progress: Callable[[Chunk, int], None]) -> None:
-    result = in_flight.popleft().result()
-    deliver(result)
-    on_progress(result.chunk, len(result.errors))
+        drive_in_order(
+            chunks,
+            limit=max(1, 2 * concurrency),
+            skip=skip,
+            start=lambda chunk: pool.submit(task, chunk),
+            finish=finish,
+            cancel=cancel,
+            on_progress=on_progress,
+        )
 
 
 class _Cancelled(Exception):
