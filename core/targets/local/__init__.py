@@ -11,7 +11,7 @@ process on the machine can list, score, update and delete what another created::
     client.predict("iris", {"inputs": [[5.1, 3.5, 1.4, 0.2]]})
     client.delete_deployment("iris")
 
-Importing this package starts nothing and imports neither uvicorn nor httpx.
+Importing this package starts nothing and imports neither uvicorn nor aiohttp.
 """
 
 from __future__ import annotations

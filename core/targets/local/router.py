@@ -62,6 +62,24 @@ def _error(status: int, code: str, message: str) -> tuple[int, bytes, bytes]:
     return _json(status, {"error_code": code, "message": message})
 
 
+def _response_headers(raw_headers: Any) -> dict[bytes, bytes]:
+    """The first value of each of ``_FORWARDED_RESPONSE_HEADERS`` in an upstream answer, as sent."""
+    wanted = {name.encode("ascii") for name in _FORWARDED_RESPONSE_HEADERS}
+    found: dict[bytes, bytes] = {}
+    for name, value in raw_headers:
+        name = name.lower()
+        if name in wanted and name not in found:
+            found[name] = value
+    return found
+
+
+def _undecodable(exc: BaseException) -> bool:
+    """Whether aiohttp failed on an answer's Content-Encoding rather than on the connection."""
+    from aiohttp.http_exceptions import ContentEncodingError
+
+    return isinstance(exc.__cause__, ContentEncodingError)
+
+
 class RouterApp:
     """The ASGI application of one endpoint's router."""
 
@@ -74,7 +92,7 @@ class RouterApp:
         self.routes: list[dict[str, Any]] = []
         self._file_identity: tuple[int, int, int] | None = None
         self._unresolved = True
-        self._client: Any = None  # httpx.AsyncClient, made at startup inside the event loop
+        self._session: Any = None  # aiohttp.ClientSession, made at startup inside the event loop
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -139,21 +157,34 @@ class RouterApp:
         await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
-        import httpx
+        import aiohttp
 
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._client = httpx.AsyncClient(
-                    timeout=httpx.Timeout(self.request_timeout, connect=5.0),
-                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                self._session = aiohttp.ClientSession(
+                    # 200 connections in all, as many as needed to one deployment. Idle connections go
+                    # before the model servers' own keep-alive (uvicorn: 5 s) would close them.
+                    connector=aiohttp.TCPConnector(limit=200, limit_per_host=0, keepalive_timeout=4.0),
+                    # Connect within 5 s (waiting for a free connection first: up to request_timeout);
+                    # each wait for the answer, its headers then each part of its body, within
+                    # request_timeout. No bound on the whole exchange, as before.
+                    timeout=aiohttp.ClientTimeout(
+                        total=None,
+                        connect=self.request_timeout + 5.0,
+                        sock_connect=5.0,
+                        sock_read=self.request_timeout,
+                    ),
                     trust_env=False,  # upstreams are local: never through a proxy from the environment
+                    cookie_jar=aiohttp.DummyCookieJar(),  # nothing an upstream sets may reach other callers
+                    # Bodies are read decoded, and forwarded (below) without their Content-Encoding.
+                    auto_decompress=True,
                 )
                 self.reload(force=True)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._client is not None:
-                    await self._client.aclose()
+                if self._session is not None:
+                    await self._session.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -191,7 +222,7 @@ class RouterApp:
     async def _invocations(
         self, scope: dict[str, Any], receive: Any
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-        import httpx
+        import aiohttp
 
         body = await self._read_body(receive)
         if body is None:
@@ -213,23 +244,37 @@ class RouterApp:
             route = self.choose(failed)
             if route is not None:
                 try:
-                    response = await self._client.post(route["url"] + "/invocations", content=body, headers=headers)
-                except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                    # Refused, or a pooled connection closed by a server that is stopping: it answered
-                    # nothing, so send the request again once the routes are fresh.
-                    failed.add(route["url"])
-                    last_problem = f"deployment {route['deployment']!r} at {route['url']}: {type(exc).__name__}"
-                    self.reload(force=True)
-                except httpx.TimeoutException:
+                    async with self._session.post(
+                        route["url"] + "/invocations",
+                        data=body,
+                        headers=headers,
+                        allow_redirects=False,  # an upstream's redirect goes back to the caller as it is
+                        skip_auto_headers=("Content-Type",),  # none unless the caller sent one
+                    ) as response:
+                        status, content = response.status, await response.read()
+                        answer_headers = _response_headers(response.raw_headers)
+                except asyncio.TimeoutError:
+                    # Connecting, or waiting for the answer (aiohttp's timeouts are TimeoutErrors, and
+                    # must be caught before the connection errors some of them also are).
                     return (*_error(504, "DEADLINE_EXCEEDED",
                                     f"deployment {route['deployment']!r} did not answer within "
                                     f"{self.request_timeout:g} s"), [])
+                except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                    if _undecodable(exc):
+                        raise  # not a broken connection: sending again would not help (the caller gets 500)
+                    # Refused (ClientConnectorError), or a pooled connection closed by a server that is
+                    # stopping (ServerDisconnectedError, ClientOSError, ClientConnectionResetError, or a
+                    # ClientPayloadError for an answer cut short): send the request again once the
+                    # routes are fresh.
+                    failed.add(route["url"])
+                    last_problem = f"deployment {route['deployment']!r} at {route['url']}: {type(exc).__name__}"
+                    self.reload(force=True)
                 else:
-                    content_type = response.headers.get("content-type", "application/json").encode("latin-1")
+                    content_type = answer_headers.get(b"content-type", b"application/json")
                     extra = [(b"x-deployflow-deployment", route["deployment"].encode())]
-                    if "retry-after" in response.headers:
-                        extra.append((b"retry-after", response.headers["retry-after"].encode("latin-1")))
-                    return response.status_code, response.content, content_type, extra
+                    if b"retry-after" in answer_headers:
+                        extra.append((b"retry-after", answer_headers[b"retry-after"]))
+                    return status, content, content_type, extra
             if time.monotonic() >= deadline:
                 return (*_error(503, "TEMPORARILY_UNAVAILABLE",
                                 f"endpoint {self.name!r} has no serving deployment: {last_problem}"), [])
