@@ -1,16 +1,20 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create or reuse .venv.
+# `make install` installs the core alone (remote targets and the CLI, no extras).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --quiet --quiet --disable-pip-version-check
 TEST_PLUGINS := tests/plugins/deployflow-test-plugins
-# Reinstall when the project's or the test plugins' metadata changes.
+# Reinstall when the project's or the test plugins' metadata changes. A stamp per install: the core
+# alone (`pip install deployflow`), the demo's extras, the tests' extras; a bigger install touches the
+# stamps of the smaller ones it contains.
 CORE_STAMP := $(VENV)/.deployflow-core
+DEMO_STAMP := $(VENV)/.deployflow-demo
 TEST_STAMP := $(VENV)/.deployflow-test
 PYTEST := $(PY) -m pytest
 PYTEST_ARGS ?=
 
-.PHONY: install install-test demo test test-core test-prefect test-airflow bench clean
+.PHONY: install install-demo install-test demo test test-core test-prefect test-airflow bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,17 +24,24 @@ $(CORE_STAMP): pyproject.toml | $(PY)
 	$(PIP) install -e .
 	@touch $@
 
+# The demo (and the benchmarks) serve a model with the local target and score a file in batch.
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	$(PIP) install -e '.[local,batch]'
+	@touch $@ $(CORE_STAMP)
+
 # The tests need every extra (Airflow and Prefect share this environment: pip picks a Prefect 3 release
 # that Airflow 3 accepts) plus the test plugin package that registers entry-point targets.
 $(TEST_STAMP): pyproject.toml $(TEST_PLUGINS)/pyproject.toml | $(PY)
-	$(PIP) install -e '.[dev,all]' -e $(TEST_PLUGINS)
-	@touch $@ $(CORE_STAMP)
+	$(PIP) install -e '.[dev,all,local,batch]' -e $(TEST_PLUGINS)
+	@touch $@ $(DEMO_STAMP) $(CORE_STAMP)
 
 install: $(CORE_STAMP)
 
+install-demo: $(DEMO_STAMP)
+
 install-test: $(TEST_STAMP)
 
-demo: install
+demo: install-demo
 	$(PY) examples/demo.py
 
 # Airflow and Prefect each configure process-wide state (logging, a metadata database, a test server),
@@ -40,7 +51,7 @@ test: install-test
 	$(PYTEST) tests/prefect $(PYTEST_ARGS)
 	$(PYTEST) tests/airflow $(PYTEST_ARGS)
 
-bench: install
+bench: install-demo
 	$(PY) benchmarks/bench_import.py
 	$(PY) benchmarks/bench_batch.py --no-memory
 

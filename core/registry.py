@@ -4,7 +4,9 @@ The target's name is the URI's scheme (``databricks://prod`` -> ``databricks``; 
 ``serving``), or the whole URI when it has none (``local``). A name is looked up, in this order:
 
 1. targets registered in this process with :func:`register_target`;
-2. the built-in table below (dotted module paths, each with the extra that installs what it needs);
+2. the built-in table below (dotted module paths, each with the extra that installs what it needs:
+   a built-in whose extra is missing raises :class:`~deployflow.errors.MissingExtraError` naming
+   ``pip install 'deployflow[<extra>]'``);
 3. entry points in the group ``deployflow.targets``;
 4. entry points in the group ``mlflow.deployments`` (MLflow plugins).
 
@@ -23,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 from urllib.parse import urlparse
 
+from . import _extras
 from .base import BaseDeploymentClient
-from .errors import NotSupportedError, PluginError, TargetError, UnknownTargetError
+from .errors import MissingExtraError, NotSupportedError, PluginError, TargetError, UnknownTargetError
 from .redaction import get_logger, redact
 
 __all__ = ["TargetURI", "TargetPlugin", "parse_target_uri", "register_target", "list_targets", "load_target"]
@@ -34,10 +37,14 @@ logger = get_logger(__name__)
 ENTRY_POINT_GROUP = "deployflow.targets"
 MLFLOW_ENTRY_POINT_GROUP = "mlflow.deployments"
 
-#: Built-in targets: name -> (module, the pip command that installs what the module needs, or None).
+#: Built-in targets: name -> (module, the deployflow extra it needs, or None when the core suffices).
+#: Before a built-in with an extra is imported, the modules :data:`deployflow._extras.EXTRA_MODULES`
+#: lists for that extra are checked (looked up, not imported). The second item may also be a whole
+#: install command (for a module outside deployflow's extras); it is then only quoted when the module
+#: cannot be imported.
 BUILTIN_TARGETS: dict[str, tuple[str, str | None]] = {
     "serving": ("deployflow.targets.serving", None),
-    "local": ("deployflow.targets.local", None),
+    "local": ("deployflow.targets.local", "local"),
     "databricks": ("deployflow.targets.databricks", None),
     "http": ("deployflow.targets.gateway", None),
     "https": ("deployflow.targets.gateway", None),
@@ -160,7 +167,11 @@ def _find(name: str, target_uri: str) -> TargetPlugin:
             found = _import(name, found, hint=None, source="registered in this process")
         return _plugin_from(name, found, "registered in this process")
     if name in BUILTIN_TARGETS:
-        module_path, hint = BUILTIN_TARGETS[name]
+        module_path, extra = BUILTIN_TARGETS[name]
+        hint = extra
+        if extra is not None and " " not in extra:  # an extra's name, not a whole install command
+            _extras.require_extra(extra, f"the {name!r} target")
+            hint = _extras.install_command(extra)
         return _plugin_from(name, _import(name, module_path, hint, "built in"), "built in")
     for group in (ENTRY_POINT_GROUP, MLFLOW_ENTRY_POINT_GROUP):
         matches = [ep for ep in _entry_points(group) if ep.name == name]
@@ -172,6 +183,8 @@ def _find(name: str, target_uri: str) -> TargetPlugin:
             source = f"plugin {matches[0].value!r} (entry point group {group!r})"
             try:
                 loaded = matches[0].load()
+            except MissingExtraError:
+                raise  # the plugin said what to install (deployflow._extras.require)
             except Exception as exc:
                 raise PluginError(
                     f"The plugin for target {name!r} ({matches[0].value}) failed to import: "
@@ -190,6 +203,8 @@ def _find(name: str, target_uri: str) -> TargetPlugin:
 def _import(name: str, module_path: str, hint: str | None, source: str) -> types.ModuleType:
     try:
         return importlib.import_module(module_path)
+    except MissingExtraError:
+        raise  # already names the extra to install
     except ImportError as exc:
         extra = f" Install it with: {hint}" if hint else ""
         raise PluginError(

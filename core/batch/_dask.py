@@ -87,6 +87,10 @@ class _ScorerSettings:
 
 
 def _score_partition(partition: pd.DataFrame, spec: ClientSpec, settings: _ScorerSettings) -> pd.DataFrame:
+    from .._extras import require_extra
+
+    # Runs on a worker, whose environment may lack what the driver has (checked once per process).
+    require_extra("batch", "batch scoring on a Dask worker")
     scorer = settings.scorer(spec.build())
     results: list[ChunkResult] = []
     score_chunks(
@@ -118,6 +122,9 @@ def batch_predict_dask(
     chunk_size: int,
 ) -> Any:
     """Score a Dask DataFrame partition by partition on the cluster."""
+    from .._extras import require
+
+    require("dask.dataframe", "dask", "batch scoring a Dask DataFrame")
     if scorer.isolate_bad_rows:
         raise InvalidInputError("on_bad_rows='isolate' is not available for Dask inputs yet; use 'raise'")
     spec = ClientSpec.from_client(client)

@@ -101,10 +101,9 @@ def _file_source(path: str, chunk_size: int, input_format: str | None, columns: 
     fmt = format_of(path, input_format)
     size: int | None = None
     if _is_url(path):
-        try:
-            import fsspec
-        except ImportError as exc:
-            raise InvalidInputError(f"Reading {path!r} needs fsspec: pip install fsspec") from exc
+        from .._extras import require
+
+        fsspec = require("fsspec", None, f"reading {path!r} (a URL)", package="fsspec")
         fs, _, (resolved,) = fsspec.get_fs_token_paths(path)
         if not fs.exists(resolved):
             raise InvalidInputError(f"Input {path!r} does not exist")

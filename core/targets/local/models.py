@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from ..._extras import install_command, require
 from ...errors import InvalidInputError
 from ...redaction import get_logger
 
@@ -82,7 +83,7 @@ FLAVORS = ("mlflow", "pickle", "joblib", "python")
 #: Other names accepted for a flavor (MLflow's names for its generic Python flavor).
 FLAVOR_ALIASES = {"python_function": "mlflow", "pyfunc": "mlflow"}
 
-MLFLOW_INSTALL_HINT = "pip install 'deployflow[mlflow]'"
+MLFLOW_INSTALL_HINT = install_command("mlflow")
 
 PYTHON_PREFIX = "python:"
 
@@ -192,12 +193,7 @@ def _load_serialized(model_uri: str, flavor: str) -> LoadedModel:
         raise InvalidInputError(f"model file not found: {str(path)!r}")
     try:
         if flavor == "joblib":
-            try:
-                import joblib
-            except ImportError as exc:
-                raise InvalidInputError(
-                    f"loading {str(path)!r} needs joblib, which is not installed: pip install joblib"
-                ) from exc
+            joblib = require("joblib", "local", f"loading {str(path)!r}", error=InvalidInputError)
             obj = joblib.load(path)
         else:
             with path.open("rb") as stream:
@@ -347,15 +343,11 @@ def _load_python(model_uri: str) -> LoadedModel:
 
 
 def _load_mlflow(model_uri: str) -> LoadedModel:
+    # InvalidInputError, not MissingExtraError: for this install the model URI is unusable input.
+    feature = f"serving the MLflow model {model_uri!r}"
+    pyfunc = require("mlflow.pyfunc", "mlflow", feature, error=InvalidInputError)
     try:
-        import mlflow.pyfunc
-    except ImportError as exc:
-        raise InvalidInputError(
-            f"serving the MLflow model {model_uri!r} needs MLflow, which is not installed: "
-            f"{MLFLOW_INSTALL_HINT}"
-        ) from exc
-    try:
-        model = mlflow.pyfunc.load_model(model_uri)
+        model = pyfunc.load_model(model_uri)
     except Exception as exc:
         raise InvalidInputError(
             f"MLflow cannot load model {model_uri!r}: {type(exc).__name__}: {exc}"
