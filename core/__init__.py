@@ -27,9 +27,11 @@ from .errors import (
     DeploymentError,
     DeploymentFailedError,
     InvalidInputError,
+    MissingExtraError,
     NotFoundError,
     NotSupportedError,
     PluginError,
+    OutcomeUnknownError,
     RemoteError,
     RequestTimeoutError,
     TargetError,
@@ -37,7 +39,7 @@ from .errors import (
     UnknownTargetError,
     WaitTimeoutError,
 )
-from .orchestration import IF_EXISTS, EnsureResult, ensure_deployment, ensure_endpoint
+from .orchestration import IF_EXISTS, EnsureResult, StepClient, client_for_steps, ensure_deployment, ensure_endpoint
 from .predictions import PredictionsResponse
 from .redaction import get_logger as _get_logger
 from .registry import list_targets, register_target, unregister_target
@@ -57,6 +59,8 @@ __all__ = [
     "unregister_target",
     "batch_predict",
     "read_output",
+    "StepClient",
+    "client_for_steps",
     "ensure_deployment",
     "ensure_endpoint",
     "EnsureResult",
@@ -78,10 +82,12 @@ __all__ = [
     "NotSupportedError",
     "TransientError",
     "RequestTimeoutError",
+    "OutcomeUnknownError",
     "RemoteError",
     "AuthenticationError",
     "DeploymentFailedError",
     "WaitTimeoutError",
+    "MissingExtraError",
 ]
 
 _get_logger(__name__).addHandler(_logging.NullHandler())

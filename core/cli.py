@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterator, Mapping, NoReturn, Sequence
 
 import click
 
+from ._extras import require
 from . import __version__
 from .api import get_deploy_client, run_local as _run_local, target_help as _target_help
 from .errors import DeploymentError, InvalidInputError, NotSupportedError
@@ -392,8 +393,7 @@ def read_input(path: str, content_type: str | None = None, *, for_endpoint: bool
     """
     kind = _input_kind(path, content_type)
     if kind == "csv":
-        import pandas as pd
-
+        pd = require("pandas", "batch", "reading a CSV input file")
         try:
             return pd.read_csv(path)
         except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -407,8 +407,7 @@ def read_input(path: str, content_type: str | None = None, *, for_endpoint: bool
     if for_endpoint or (isinstance(parsed, dict) and any(key in parsed for key in _SCORING_KEYS)):
         return parsed
 
-    import pandas as pd
-
+    pd = require("pandas", "batch", "reading a table from a JSON input file")
     try:
         return pd.read_json(io.StringIO(text))
     except ValueError as exc:
@@ -430,9 +429,9 @@ def _to_json_text(result: Any) -> str:
         text = to_json()
         if isinstance(text, str):
             return text
-    from .payloads import dumps_json
+    from .jsoncodec import dumps
 
-    return dumps_json(result).decode("utf-8")
+    return dumps(result).decode("utf-8")
 
 
 def _write_result(result: Any, output_path: str | None) -> None:

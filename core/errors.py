@@ -5,7 +5,11 @@ caller needs to decide what to do next without matching on message text:
 
 * ``error_code``: an MLflow-style code (``RESOURCE_DOES_NOT_EXIST``, ``INVALID_PARAMETER_VALUE``, ...);
 * ``status_code``: the HTTP status when an HTTP answer caused the error, else ``None``;
-* ``retryable``: ``True`` when asking again later may succeed (orchestrators retry only these).
+* ``retryable``: ``True`` when asking again may succeed *and* is safe (orchestrators retry only these).
+  For an HTTP failure the transport sets it from :func:`deployflow.retry.should_retry`: a POST that
+  is not idempotent and may have reached the service is never ``retryable``;
+* ``failure``: for an HTTP failure, how the attempt failed (a :class:`deployflow.retry.Failure`), else
+  ``None``.
 
 The tree::
 
@@ -20,10 +24,13 @@ The tree::
      +-- NotSupportedError            the target does not offer this operation (also a NotImplementedError)
      +-- TransientError               worth retrying: 429, 500, 502, 503, connection failures
      |    +-- RequestTimeoutError     no answer in time (not retried by the transport by default)
+     +-- OutcomeUnknownError          a request was sent and its answer lost; not repeated (not idempotent)
      +-- RemoteError                  the service answered with an error that retrying will not fix
      |    +-- AuthenticationError     401 / 403: credentials missing, wrong or not allowed
      +-- DeploymentFailedError        the deployment reached a terminal failed state (``reason``)
      +-- WaitTimeoutError             waiting ran out of time (``last_status`` is the last state seen)
+     +-- MissingExtraError            an optional dependency is not installed; the message names the
+                                      pip command (``pip install 'deployflow[local]'``); also an ImportError
 
 Messages pass through :func:`deployflow.redaction.redact`, so tokens never show in ``str(error)``.
 """
@@ -47,9 +54,11 @@ __all__ = [
     "TransientError",
     "RequestTimeoutError",
     "RemoteError",
+    "OutcomeUnknownError",
     "AuthenticationError",
     "DeploymentFailedError",
     "WaitTimeoutError",
+    "MissingExtraError",
     "error_for_status",
     "is_not_found",
     "is_already_exists",
@@ -61,6 +70,8 @@ class DeploymentError(Exception):
 
     default_error_code = "INTERNAL_ERROR"
     default_retryable = False
+    #: How the HTTP attempt behind this error failed (:class:`deployflow.retry.Failure`), if one did.
+    failure: Any = None
 
     def __init__(
         self,
@@ -186,6 +197,14 @@ class RemoteError(DeploymentError):
     """The service answered with an error that asking again will not fix."""
 
 
+class OutcomeUnknownError(DeploymentError):
+    """A request that is not idempotent was sent, then the connection broke or timed out before the
+    answer: the service may have done the work. It is not sent again (not retryable); check the
+    service's state before repeating it."""
+
+    default_error_code = "TEMPORARILY_UNAVAILABLE"
+
+
 class AuthenticationError(RemoteError):
     """The service refused the credentials (401) or the action (403)."""
 
@@ -215,6 +234,28 @@ class WaitTimeoutError(DeploymentError):
         super().__init__(message, **kwargs)
         #: The last :class:`~deployflow.Status` seen before the deadline, or ``None``.
         self.last_status = last_status
+
+
+class MissingExtraError(DeploymentError, ImportError):
+    """A feature needs an optional dependency that is not installed.
+
+    The message names the extra and the command that installs it, and the module found missing:
+    "the 'local' target needs the 'local' extra: pip install 'deployflow[local]' (missing module:
+    uvicorn)". ``extra`` and ``module`` hold those two. Also an :class:`ImportError`, so code that
+    treats a missing optional dependency as ``ImportError`` keeps working. Not retryable: installing
+    is the fix. Raised by :func:`deployflow._extras.require`.
+    """
+
+    default_error_code = "FEATURE_DISABLED"
+
+    def __init__(
+        self, message: str, *, extra: str | None = None, module: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        #: The deployflow extra that installs what is missing (``None`` for a package outside them).
+        self.extra = extra
+        #: The module that could not be found.
+        self.module = module
 
 
 # MLflow's server-side codes that mean "asking again will not help" or "this does not exist".

@@ -5,20 +5,74 @@ answer, and the orchestrator retried it. :func:`ensure_deployment` and :func:`en
 harmless: with ``if_exists="adopt"`` (the default) an existing deployment with the same spec is taken
 as this step's result and one with a different spec is refused; ``"update"`` rolls it forward to the
 requested spec; ``"fail"`` refuses whatever exists.
+
+Retries in pipeline steps
+-------------------------
+
+The one rule for retries inside orchestrated steps. The Prefect tasks
+(:mod:`deployflow.integrations.prefect`) and the Airflow operators, sensors and triggers
+(:mod:`deployflow.integrations.airflow`, through ``DeploymentHook``) follow it identically; their docs
+point here.
+
+Two levels could repeat a request: the HTTP transport (client option ``max_retries``, on 429/5xx and
+failed connections) and the orchestrator (a Prefect task's ``retries``, an Airflow task's ``retries``).
+Nested, they multiply: 2 step retries around 4 transport retries send up to 3 x 5 = 15 requests. So a
+step has one level only:
+
+* **The transport's retries are off inside a step.** The client a step builds gets ``max_retries=0``:
+  each attempt of the step sends each HTTP request once. A ``max_retries`` in the Prefect block's
+  ``client_options`` or in the Airflow connection's extra (or ``DEPLOYFLOW_MAX_RETRIES``) is overridden;
+  when the block or connection sets one, the step logs one WARNING saying it is not used inside steps
+  and why, without credentials (once per task run in Prefect, whose run log holds every attempt; once
+  per try in Airflow, where each try has its own log). ``DeploymentHook.get_conn()`` builds the client its operators use, so
+  it follows this rule too; outside steps, build a client with :func:`deployflow.get_deploy_client`
+  (or ``DeploymentTarget.get_client()``) to keep the transport's retries.
+* **The orchestrator's retries are the only level**, and they apply only to errors marked
+  :attr:`deployflow.DeploymentError.retryable` (429/5xx, failed connections, "busy, try again"). Any
+  other error fails the step at once: Prefect's ``retry_condition_fn`` refuses it, Airflow gets an
+  ``AirflowFailException``. A :class:`deployflow.WaitTimeoutError` is never retried: a wait's timeout is
+  its whole budget.
+* Hence, for a step that makes one HTTP request (predict, get, delete, ...)::
+
+      HTTP attempts of a one-request step = 1 + retries
+
+  where ``retries`` is the step's orchestrator retries (Prefect's or Airflow's), all of them spent on
+  retryable errors.
+
+Exceptions:
+
+* A plugin client that takes no ``max_retries`` option (building it with one raises
+  :class:`deployflow.InvalidInputError`) is built without it and keeps its own retry policy; give such
+  steps fewer retries if that policy already retries.
+* Batch scoring steps (Prefect ``batch_predict``, Airflow ``BatchPredictOperator``) have no step-level
+  retries: a deployflow error is not retried by the orchestrator, whatever the step's ``retries`` say,
+  because each chunk has its own bounded budget (``max_chunk_retries``: at most
+  ``1 + max_chunk_retries`` requests per chunk) and running the step again resumes from its checkpoint.
+* Wait steps (waiting until READY, sensors, triggers) tolerate transient errors while polling until
+  their deadline instead of failing and being retried.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 from .base import BaseDeploymentClient
 from .errors import ConflictError, InvalidInputError, is_already_exists, is_not_found
 from .redaction import get_logger
 
-__all__ = ["IF_EXISTS", "EnsureResult", "ensure_deployment", "ensure_endpoint", "deployment_differences", "config_differences"]
+__all__ = [
+    "IF_EXISTS",
+    "EnsureResult",
+    "StepClient",
+    "client_for_steps",
+    "ensure_deployment",
+    "ensure_endpoint",
+    "deployment_differences",
+    "config_differences",
+]
 
 logger = get_logger(__name__)
 
@@ -213,3 +267,82 @@ def _normal_uri(uri: str) -> str:
     if not scheme or len(scheme) == 1:  # a plain (or Windows drive) path
         return os.path.abspath(os.path.expanduser(uri))
     return uri
+
+
+# --------------------------------------------------------------------------------------------------
+# Retries in pipeline steps: the one client builder both integrations use
+# --------------------------------------------------------------------------------------------------
+
+#: The WARNING a step logs when its configuration sets ``max_retries`` (arguments: the value and where
+#: it was set, both redacted).
+IGNORED_MAX_RETRIES = (
+    "max_retries=%s set in %s is not used inside deployflow steps: the client is built with the "
+    "transport's retries off (max_retries=0), so the step's own retries are the only retry level and the "
+    "two never multiply (HTTP attempts of a one-request step = 1 + retries; see deployflow.orchestration). "
+    "Set the task's retries instead."
+)
+#: Logged when a target's client takes no ``max_retries`` option (argument: the target URI, redacted).
+OWN_RETRY_POLICY = (
+    "Target %s takes no 'max_retries' option: its client's own retry policy applies inside this step, "
+    "on top of the step's retries"
+)
+
+
+def overrides_max_retries(value: Any) -> bool:
+    """Whether a ``max_retries`` option with ``value`` is overridden (changed) by ``max_retries=0``:
+    anything set except zero.
+
+    >>> overrides_max_retries(None), overrides_max_retries("0"), overrides_max_retries(4)
+    (False, False, True)
+    """
+    if value is None or value == "":
+        return False
+    try:
+        return int(value) != 0
+    except (TypeError, ValueError):
+        return True
+
+
+@dataclass(frozen=True)
+class StepClient:
+    """What :func:`client_for_steps` built: the client, and what the step should log about it.
+
+    ``warning`` (log it at WARNING) says that a configured ``max_retries`` is not used; ``notice`` (log
+    it at INFO) says that the target's client keeps its own retry policy. Both are redacted.
+    """
+
+    client: BaseDeploymentClient
+    own_retry_policy: bool
+    warning: str | None = None
+    notice: str | None = None
+
+
+def client_for_steps(
+    build: Callable[..., BaseDeploymentClient],
+    *,
+    uri: str,
+    configured_max_retries: Any = None,
+    where: str = "the step's client options",
+) -> StepClient:
+    """Build a pipeline step's client with the transport's retries off (the rule above).
+
+    ``build(**options)`` makes the client; it is called with ``max_retries=0``, and again without it
+    when the target rejects that option with :class:`~deployflow.errors.InvalidInputError` (a plugin
+    with its own transport: it keeps its own policy). When the second call fails too, the first error
+    is raised. ``configured_max_retries`` is what the user's configuration (``where``) set, if anything:
+    a value other than 0 gets a ``warning`` that it is not used.
+    """
+    from .redaction import redact
+
+    try:
+        client = build(max_retries=0)
+    except InvalidInputError as first:
+        try:
+            client = build()
+        except Exception:
+            raise first from None
+        return StepClient(client, own_retry_policy=True, notice=OWN_RETRY_POLICY % redact(uri))
+    warning = None
+    if overrides_max_retries(configured_max_retries):
+        warning = IGNORED_MAX_RETRIES % (redact(str(configured_max_retries)), redact(where))
+    return StepClient(client, own_retry_policy=False, warning=warning)

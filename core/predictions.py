@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from .errors import InvalidInputError
+from .jsoncodec import dumps, loads
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
@@ -99,9 +98,7 @@ class PredictionsResponse(dict):
         numpy and pandas values held in the response are converted as the scoring server would
         (arrays to lists, timestamps to ISO-8601 strings); NaN becomes ``null``.
         """
-        from .payloads import dumps_json
-
-        encoded = dumps_json(dict(self))
+        encoded = dumps(dict(self))
         if path is None:
             return encoded.decode("utf-8")
         with open(path, "wb") as handle:
@@ -116,8 +113,8 @@ class PredictionsResponse(dict):
         object, and for an object without ``predictions``; the message quotes what was received.
         """
         try:
-            parsed = orjson.loads(json_str)
-        except (orjson.JSONDecodeError, TypeError) as error:
+            parsed = loads(json_str)
+        except (ValueError, TypeError) as error:
             raise InvalidInputError(
                 f"The predictions response is not valid JSON ({error}). Received: {_excerpt(json_str)}"
             ) from error

@@ -2,11 +2,15 @@
 
 The rules, the same for every target and every caller (CLI, Prefect task, Airflow sensor or trigger):
 
-* one monotonic deadline: ``timeout`` seconds from the start, whatever happens in between;
+* one monotonic deadline: ``timeout`` seconds from the start, whatever happens in between. Each poll
+  runs inside a :func:`deployflow.retry.operation` scope ending at that deadline, so every HTTP call a
+  status check makes has the time left as its total timeout: a hung status call cannot hold the wait
+  past its deadline (the wait ends within about a second of ``timeout``). The async
+  twin also cancels a poll that is still running at the deadline;
 * polls are spaced by exponential backoff with jitter, from ``poll_interval`` up to ``max_poll_interval``;
   the last sleep is clipped so the deadline is checked on time;
-* an error marked ``retryable`` while polling (a dropped connection, a 503) is tolerated and counted;
-  any other error propagates at once;
+* an error marked ``retryable`` while polling (a dropped connection, a 503), and a poll that timed
+  out, are tolerated and counted; any other error propagates at once;
 * NOT_FOUND is tolerated for ``not_found_grace`` seconds (a create that has not propagated yet), then
   raises :class:`~deployflow.errors.NotFoundError`;
 * FAILED raises :class:`~deployflow.errors.DeploymentFailedError` at once with the target's reason;
@@ -23,8 +27,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Union
 
-from .errors import DeploymentError, DeploymentFailedError, InvalidInputError, NotFoundError, WaitTimeoutError
+from .errors import (
+    DeploymentError,
+    DeploymentFailedError,
+    InvalidInputError,
+    NotFoundError,
+    RequestTimeoutError,
+    WaitTimeoutError,
+)
 from .redaction import get_logger
+from .retry import operation
 from .status import State, Status
 
 __all__ = ["WaitPlan", "wait_until_ready", "wait_until_ready_async", "DEFAULT_WAIT_TIMEOUT"]
@@ -34,6 +46,10 @@ logger = get_logger(__name__)
 DEFAULT_WAIT_TIMEOUT = 900.0
 
 StatusCallback = Callable[[Status], None]
+# A poll still running this long after the deadline is cancelled (its HTTP calls end at the deadline).
+_CANCEL_GRACE = 1.0
+# Even the last poll before the deadline gets this long (a wait with timeout=0 still polls once).
+_MIN_POLL_SECONDS = 0.5
 
 
 @dataclass
@@ -74,7 +90,10 @@ class WaitPlan:
         self.polls += 1
         now = self.clock()
         if isinstance(outcome, BaseException):
-            if not (isinstance(outcome, DeploymentError) and outcome.retryable):
+            tolerated = isinstance(outcome, RequestTimeoutError) or (
+                isinstance(outcome, DeploymentError) and outcome.retryable
+            )
+            if not tolerated:
                 raise outcome
             self.last_error = outcome
             logger.info("%s: poll failed, will retry: %s", self.what, outcome)
@@ -130,7 +149,8 @@ def wait_until_ready(
     """Call ``poll`` until it reports READY, following ``plan``. Returns the READY status."""
     while True:
         try:
-            outcome: Status | BaseException = poll()
+            with operation(timeout=max(plan.remaining(), _MIN_POLL_SECONDS)):
+                outcome: Status | BaseException = poll()
         except DeploymentError as exc:
             outcome = exc
         delay = plan.observe(outcome)
@@ -144,8 +164,12 @@ async def wait_until_ready_async(poll: Callable[[], Awaitable[Status]], plan: Wa
     import asyncio  # here, not at the top: it is the costliest import of the package
 
     while True:
+        remaining = max(plan.remaining(), _MIN_POLL_SECONDS)
         try:
-            outcome: Status | BaseException = await poll()
+            with operation(timeout=remaining):  # asyncio.to_thread and tasks inherit the scope
+                outcome: Status | BaseException = await asyncio.wait_for(poll(), remaining + _CANCEL_GRACE)
+        except asyncio.TimeoutError:
+            outcome = RequestTimeoutError(f"{plan.what}: the status check did not finish before the deadline")
         except DeploymentError as exc:
             outcome = exc
         delay = plan.observe(outcome)

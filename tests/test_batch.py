@@ -204,7 +204,7 @@ def test_faults_between_client_and_server_lose_and_duplicate_nothing(client, tmp
         out_dir = tmp_path / "faulty.parquet"
         summary = batch_predict(
             remote, df, deployment_name="linear", output=out_dir, chunk_size=200, concurrency=3,
-            feature_columns=["a", "b"], retry_backoff=0.05,
+            feature_columns=["a", "b"], retry_backoff=0.05, max_chunk_retries=10,  # the chunk's whole budget
         )
         thread.join()
     assert restarted.is_set()
@@ -425,18 +425,19 @@ def test_serving_targets_post_chunks_from_the_event_loop_only_when_nothing_else_
     assert get_deploy_client("serving+http://scoring.example:8080").batch_http_route() is None
 
 
+@pytest.mark.parametrize("client_max_retries", [0, 2, 5])
 @pytest.mark.parametrize("path", ["event loop", "thread pool"])
-def test_a_chunk_that_keeps_failing_stops_the_job_after_bounded_retries(client, path):
+def test_a_chunk_that_keeps_failing_stops_the_job_after_bounded_retries(client, path, client_max_retries):
     df = frame(300, seed=10)
     upstream = client.get_deployment("linear")["url"]
     with FaultProxy(upstream, every={1: "503"}) as proxy:
-        options = {"backoff_factor": 0.01, "backoff_max": 0.02, "max_retries": 2}
+        options = {"backoff_factor": 0.01, "backoff_max": 0.02, "max_retries": client_max_retries}
         remote = (get_deploy_client if path == "event loop" else PredictOnlyServingClient)(f"serving+{proxy.url}", **options)
         with pytest.raises(deployflow.TransientError) as info:
-            batch_predict(remote, df, deployment_name="linear", chunk_size=300, max_chunk_retries=1, retry_backoff=0.01)
+            batch_predict(remote, df, deployment_name="linear", chunk_size=300, max_chunk_retries=2, retry_backoff=0.01)
     assert "rows 0-299" in str(info.value) and "503" in str(info.value)
-    # (1 try + 2 transport retries) for the first call and again for the one chunk retry; no more.
-    assert proxy.requests == 6
+    # One budget per chunk, whatever the client's own max_retries: 1 + max_chunk_retries POSTs.
+    assert proxy.requests == 1 + 2
     assert proxy.forwarded == 0
 
 
@@ -505,3 +506,17 @@ def test_a_deployment_updated_mid_job_is_followed_to_its_new_server(client):
         assert out.attrs["deployflow_summary"]["rows"] == 3000
     finally:
         client.delete_deployment("moving")
+
+
+@pytest.mark.parametrize("path", ["event loop", "thread pool"])
+def test_a_timed_out_chunk_is_not_sent_again(client, path):
+    # Read timeouts are not retried unless retry_on_timeout is set: not by the transport, not by the chunk.
+    df = frame(100, seed=12)
+    upstream = client.get_deployment("linear")["url"]
+    with FaultProxy(upstream, every={1: "slow"}, slow_seconds=1.0) as proxy:
+        options = {"predict_timeout": 0.2, "backoff_factor": 0.01}
+        remote = (get_deploy_client if path == "event loop" else PredictOnlyServingClient)(f"serving+{proxy.url}", **options)
+        with pytest.raises(deployflow.RequestTimeoutError) as info:
+            batch_predict(remote, df, deployment_name="linear", chunk_size=100, max_chunk_retries=3, retry_backoff=0.01)
+    assert "rows 0-99" in str(info.value)
+    assert proxy.requests == 1

@@ -15,6 +15,7 @@ from deployflow import (
     DeploymentFailedError,
     InvalidInputError,
     NotFoundError,
+    TransientError,
     WaitTimeoutError,
 )
 from support.local_models import ADD_ONE, local_client, local_home, our_processes, write_module
@@ -180,3 +181,27 @@ def test_predict_and_lookups_of_what_does_not_exist(client, nothing_left):
         client.delete_deployment("ghost", config={"force": True})
     client.delete_deployment("ghost")  # idempotent, no error
     client.delete_endpoint("ghost")
+
+
+def test_a_model_whose_output_cannot_be_encoded_runs_once_per_predict(client, tmp_path, nothing_left):
+    # The server answers 500 for it, every time: the local target does not send the request again.
+    calls = tmp_path / "calls.txt"
+    source = (
+        "import pathlib\n"
+        f"CALLS = pathlib.Path({str(calls)!r})\n"
+        "def model(data):\n"
+        "    with CALLS.open('a') as handle:\n"
+        "        handle.write('x')\n"
+        "    return [object()]\n"
+    )
+    module = write_module(tmp_path, "unencodable.py", source)
+    client.create_deployment("unencodable", f"python:{module}:model")
+    try:
+        for expected_calls in (1, 2):
+            with pytest.raises(TransientError) as caught:
+                client.predict("unencodable", {"inputs": [[1.0]]})
+            assert caught.value.status_code == 500 and caught.value.retryable is False
+            assert "cannot be written as JSON" in str(caught.value)
+            assert calls.read_text() == "x" * expected_calls
+    finally:
+        client.delete_deployment("unencodable")

@@ -13,7 +13,7 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from deployflow import payloads
+from deployflow import jsoncodec, payloads
 from deployflow.errors import InvalidInputError, RemoteError
 from deployflow.payloads import (
     CONTENT_TYPE_CSV,
@@ -34,7 +34,7 @@ from deployflow.predictions import PredictionsResponse
 @pytest.fixture(params=[True, False], ids=["block-manager", "public-api"])
 def column_route(request, monkeypatch):
     """Run a test through both ways of reading columns: they must give the same bytes."""
-    monkeypatch.setattr(payloads, "_USE_BLOCK_MANAGER", request.param)
+    monkeypatch.setattr(jsoncodec, "_USE_BLOCK_MANAGER", request.param)
     return request.param
 
 

@@ -25,6 +25,7 @@ from deployflow.errors import (
     DeploymentError,
     InvalidInputError,
     NotFoundError,
+    OutcomeUnknownError,
     RemoteError,
     RequestTimeoutError,
     TransientError,
@@ -115,16 +116,57 @@ def test_server_errors_are_retried_then_the_call_succeeds(server, transport, sta
 
 def test_connection_reset_is_retried_then_the_call_succeeds(server, transport):
     server.add_reset().add_json({"predictions": [0]})
-    assert transport.request_json("POST", "/invocations", json={"inputs": [0]}, kind="predict") == {
-        "predictions": [0]
-    }
+    answer = transport.request_json("POST", "/invocations", json={"inputs": [0]}, kind="predict", idempotent=True)
+    assert answer == {"predictions": [0]}
     assert len(server.requests) == 2
+
+
+def test_a_reset_after_a_post_that_is_not_idempotent_is_not_sent_again(server, transport):
+    server.add_reset().add_json({"unused": True})
+    with pytest.raises(OutcomeUnknownError) as caught:
+        transport.request_json("POST", "/v1/chat/completions", json={"messages": []}, kind="predict")
+    assert len(server.requests) == 1
+    error = caught.value
+    assert error.retryable is False
+    assert "may have processed it" in str(error) and "retry_non_idempotent" in str(error)
+    assert isinstance(error.__cause__, requests.ConnectionError)
+
+
+def test_retry_non_idempotent_widens_the_rules(server):
+    server.add_reset().add_json({"ok": True})
+    with make_transport(server, retry_non_idempotent=True) as transport:
+        assert transport.request_json("POST", "/v1/chat/completions", json={}) == {"ok": True}
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("status, idempotent, sent", [
+    (500, True, 2), (502, True, 2), (503, True, 2), (429, True, 2),
+    (500, False, 1), (502, False, 1), (503, False, 2), (429, False, 2),
+])
+def test_statuses_are_retried_by_idempotency(server, transport, status, idempotent, sent):
+    server.add(status, {"message": "x"}).add_json({"ok": True})
+    call = lambda: transport.request_json("POST", "/x", json={}, idempotent=idempotent)  # noqa: E731
+    if sent == 2:
+        assert call() == {"ok": True}
+    else:
+        with pytest.raises(TransientError) as caught:
+            call()
+        assert caught.value.retryable is False
+    assert len(server.requests) == sent
+
+
+def test_a_narrowed_status_set_is_not_retried(server, transport):
+    server.add(500, {"error_code": "INTERNAL_ERROR", "message": "cannot encode"}).add_json({"unused": True})
+    with pytest.raises(TransientError) as caught:
+        transport.request("POST", "/invocations", json={}, idempotent=True, retry_statuses={429, 502, 503})
+    assert len(server.requests) == 1
+    assert caught.value.retryable is False
 
 
 def test_read_timeout_is_retried_only_when_enabled(server):
     server.add(200, delay=2.0).add_json({"ok": 1})
     with make_transport(server, predict_timeout=0.3, retry_on_timeout=True) as transport:
-        assert transport.request_json("POST", "/invocations", json={}, kind="predict") == {"ok": 1}
+        assert transport.request_json("POST", "/invocations", json={}, kind="predict", idempotent=True) == {"ok": 1}
     assert len(server.requests) == 2
 
 
@@ -242,12 +284,13 @@ def test_a_narrower_policy_does_not_retry_other_statuses(server):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_a_post_that_stalls_past_the_read_timeout_is_sent_once(server):
+@pytest.mark.parametrize("idempotent, error_class", [(True, RequestTimeoutError), (False, OutcomeUnknownError)])
+def test_a_post_that_stalls_past_the_read_timeout_is_sent_once(server, idempotent, error_class):
     server.add(200, {"late": True}, delay=3.0).add_json({"unused": True})
     with make_transport(server, predict_timeout=0.3) as transport:
         started = time.monotonic()
-        with pytest.raises(RequestTimeoutError) as caught:
-            transport.request("POST", "/invocations", json={"inputs": [1]}, kind="predict")
+        with pytest.raises(error_class) as caught:
+            transport.request("POST", "/invocations", json={"inputs": [1]}, kind="predict", idempotent=idempotent)
         elapsed = time.monotonic() - started
 
     assert len(server.requests) == 1
@@ -273,7 +316,7 @@ def test_the_read_timeout_is_clipped_to_the_total_deadline(server):
     with make_transport(server, predict_timeout=10.0, predict_total_timeout=0.5) as transport:
         started = time.monotonic()
         with pytest.raises(RequestTimeoutError, match="total deadline of 0.5 s"):
-            transport.request("POST", "/invocations", json={}, kind="predict")
+            transport.request("POST", "/invocations", json={}, kind="predict", idempotent=True)
     assert time.monotonic() - started < 2.0
 
 
@@ -408,7 +451,7 @@ def test_json_bodies_accept_numpy_and_send_nan_as_null(server, transport):
 
 
 def test_unencodable_json_is_invalid_input():
-    with pytest.raises(InvalidInputError, match="cannot be encoded as JSON"):
+    with pytest.raises(InvalidInputError, match="cannot be written as JSON"):
         encode_json({"x": object()})
     assert encode_json({"x": np.arange(6).reshape(2, 3)[:, ::2]}) == b'{"x":[[0,2],[3,5]]}'
 
@@ -631,3 +674,10 @@ def test_the_scripted_server_counts_unscripted_requests(server, transport):
     with pytest.raises(RemoteError):
         transport.request("GET", "/nothing-queued")
     assert server.unscripted == 1
+
+
+def test_retry_non_idempotent_comes_from_options_and_environment():
+    assert HttpSettings.from_options({"retry_non_idempotent": "true"}, environ={}).retry.retry_non_idempotent
+    environ = {"DEPLOYFLOW_RETRY_NON_IDEMPOTENT": "1"}
+    assert HttpSettings.from_options({}, environ=environ).retry.retry_non_idempotent
+    assert not HttpSettings.from_options({}, environ={}).retry.retry_non_idempotent

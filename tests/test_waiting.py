@@ -227,3 +227,48 @@ def test_bad_wait_arguments_are_invalid_input(kwargs):
     client = ScriptedClient(script=["READY"])
     with pytest.raises(InvalidInputError):
         client.wait_for_deployment("d", **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Deadlines flow down: a status call that hangs cannot hold a wait past its timeout
+# --------------------------------------------------------------------------------------------------
+
+
+@MODES
+@pytest.mark.parametrize("target", ["serving", "gateway"])
+def test_a_hung_status_call_ends_at_the_wait_deadline(mode, target):
+    from support.scripted_server import ScriptedServer
+
+    from deployflow import get_deploy_client
+
+    with ScriptedServer() as server:
+        server.add(200, {"name": "d"}, delay=30.0, times=3)  # far past the wait's timeout
+        uri = f"serving+{server.url}" if target == "serving" else server.url
+        # The client's own timeouts are far longer than the wait: only the wait's deadline can end it.
+        with get_deploy_client(uri, timeout=120, total_timeout=300) as client:
+            started = time.monotonic()
+            kind = "deployment" if target == "serving" else "endpoint"  # the gateway serves endpoints
+            wait = getattr(client, f"wait_for_{kind}" + ("_async" if mode == "async" else ""))
+            with pytest.raises(WaitTimeoutError):
+                if mode == "sync":
+                    wait("d", timeout=3, poll_interval=0.1)
+                else:
+                    asyncio.run(wait("d", timeout=3, poll_interval=0.1))
+            elapsed = time.monotonic() - started
+        assert len(server.requests) >= 1
+    assert 2.9 <= elapsed < 4.5, elapsed
+
+
+class HangingClient(ScriptedClient):
+    """A plugin-like client whose async status check never returns and makes no HTTP call."""
+
+    async def deployment_status_async(self, name, endpoint=None):
+        await asyncio.sleep(3600)
+
+
+def test_the_async_wait_cancels_a_poll_that_outlives_the_deadline():
+    client = HangingClient(script=[State.PENDING])
+    started = time.monotonic()
+    with pytest.raises(WaitTimeoutError):
+        asyncio.run(client.wait_for_deployment_async("d", timeout=1, poll_interval=0.1))
+    assert time.monotonic() - started < 3.0

@@ -4,6 +4,9 @@ Score a DataFrame, a file (Parquet, CSV, JSON lines; fsspec URLs when fsspec is 
 DataFrames or a Dask DataFrame against a deployment or endpoint, in chunks, several at a time, with
 bounded memory, rows kept in input order, and output written part by part so a killed job resumes
 where it stopped.
+
+Needs the ``batch`` extra (``pip install 'deployflow[batch]'``: pandas, numpy, pyarrow, aiohttp, tqdm),
+checked when a function is called, not when this module is imported; Dask inputs need ``dask`` too.
 """
 
 from __future__ import annotations
@@ -90,8 +93,14 @@ def batch_predict(
         message to the errors file (``<output>/_errors/`` or ``errors_path``).
     :param resume: continue an interrupted job found in ``output`` (its input must be unchanged).
     :param overwrite: discard what ``output`` holds and start over.
-    :param max_chunk_retries: retries of a chunk that still fails with a retryable error after the
-        transport's own retries.
+    :param max_chunk_retries: the chunk's whole retry budget: a chunk is sent at most
+        ``1 + max_chunk_retries`` times, the client transport's own retries included (they draw from
+        the same counter; the client's ``max_retries`` does not add to it), within the client's
+        predict total timeout. Only failures the retry rules allow for the target's declared
+        idempotency are retried (:mod:`deployflow.retry`). A plugin client with its own retry loop
+        makes its retries inside each of these attempts.
+    :param retry_backoff: the backoff factor of the waits between a chunk's attempts (seconds; the
+        service's ``Retry-After`` wins when it sends one).
     :param progress: show a progress bar (default: only when stderr is a terminal).
     :param progress_callback: called with a :class:`Progress` after each chunk.
     :param switch_interval: while the job runs, the interpreter's thread switch interval
@@ -103,8 +112,10 @@ def batch_predict(
     :returns: a DataFrame (``output=None``), a :class:`BatchSummary` (``output`` given), or for a Dask
         input a Dask DataFrame / a summary.
     """
+    from .._extras import require_extra
     from ..api import get_deploy_client
 
+    require_extra("batch", "batch scoring (deployflow.batch_predict)")
     if isinstance(client, str):
         client = get_deploy_client(client)
     if (deployment_name is None) == (endpoint is None):
@@ -252,6 +263,9 @@ def read_output(path: str | os.PathLike[str], output_format: str | None = None) 
     """Read a batch output directory back as one DataFrame, parts in order (errors and manifest left out)."""
     import glob
 
+    from .._extras import require_extra
+
+    require_extra("batch", "reading batch output (deployflow.read_output)")
     import pandas as pd
 
     from ._output import format_of_output
@@ -341,6 +355,7 @@ def _progress_bar(progress: bool | None, total: int | None) -> Any:
         progress = sys.stderr.isatty()
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from .._extras import require
 
+    tqdm = require("tqdm.auto", "batch", "the batch progress bar (progress=True)").tqdm
     return tqdm(total=total, unit="rows", unit_scale=True, desc="batch_predict", file=sys.stderr)

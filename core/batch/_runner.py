@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import deque
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import BadRowsError, DeploymentError, InvalidInputError
 from ..redaction import get_logger
+from ..retry import RetryPolicy, operation, retry_wait
 from ._sources import Chunk
 
 if TYPE_CHECKING:
@@ -145,14 +145,16 @@ class ChunkScorer:
     def kept(self, chunk: Chunk) -> pd.DataFrame:
         return chunk.frame if self.keep_columns is None else chunk.frame[self.keep_columns]
 
-    def retry_delay(self, error: DeploymentError, retries_done: int) -> float | None:
-        """Seconds to wait before retrying a chunk that failed with ``error`` after ``retries_done``
-        chunk retries, or ``None`` when it is not retried (not retryable, or the retries are spent)."""
-        if not error.retryable or retries_done >= self.max_chunk_retries:
-            return None
-        return self.retry_backoff * (2**retries_done) * random.uniform(0.5, 1.5)
+    def chunk_policy(self, client_policy: RetryPolicy | None = None) -> RetryPolicy:
+        """The retry policy of one chunk: the client's (its statuses, ``Retry-After`` cap, jitter), with
+        ``max_chunk_retries`` retries and ``retry_backoff`` as its backoff factor. A chunk is sent at
+        most ``1 + max_chunk_retries`` times, on either path."""
+        import dataclasses
 
-    def failure(self, error: DeploymentError, start: int, rows: int, attempts: int) -> DeploymentError:
+        base = client_policy if client_policy is not None else RetryPolicy()
+        return dataclasses.replace(base, max_retries=self.max_chunk_retries, backoff_factor=self.retry_backoff)
+
+    def failure(self, error: DeploymentError, start: int, rows: int) -> DeploymentError:
         """The error a job stops with when rows ``start``.. failed for good: the row range in it."""
         stop = start + rows - 1
         if isinstance(error, InvalidInputError):
@@ -162,11 +164,12 @@ class ChunkScorer:
                 error_code=error.error_code,
                 status_code=error.status_code,
             )
-        # Same class (so callers' retry decisions hold), with the rows in the message.
+        # Same class and retryability (so callers' retry decisions hold), with the rows in the message.
         return type(error)(
-            f"Scoring input rows {start}-{stop} failed after {attempts} attempt(s): {error}",
+            f"Scoring input rows {start}-{stop} failed: {error}",
             error_code=error.error_code,
             status_code=error.status_code,
+            retryable=error.retryable,
         )
 
     def _predict(self, frame: pd.DataFrame, start: int) -> Any:
@@ -176,21 +179,32 @@ class ChunkScorer:
             from ..payloads import dataframe_to_split
 
             inputs = {"dataframe_split": dataframe_to_split(features), "params": self.params}
+        # One budget for the chunk: the client's transport draws its attempts from it, and the loop
+        # below retries (a client that does not draw from it, a plugin, counts one attempt per call).
+        settings = getattr(self.client, "http_settings", None)
+        policy = self.chunk_policy(getattr(settings, "retry", None))
+        deadline = getattr(settings, "predict_total_timeout", None)
         retries = 0
-        while True:
-            try:
-                response = self.client.predict(inputs=inputs, **self.target)
-                break
-            except DeploymentError as exc:
-                delay = self.retry_delay(exc, retries)
-                if delay is None:
-                    raise self.failure(exc, start, len(frame), retries + 1) from exc
-                retries += 1
-                logger.warning(
-                    "Rows %d-%d failed (%s); retrying the chunk in %.1f s (retry %d of %d)",
-                    start, start + len(frame) - 1, exc, delay, retries, self.max_chunk_retries,
-                )
-                time.sleep(delay)
+        with operation(attempts=policy.max_attempts, timeout=deadline) as budget:
+            while True:
+                before = budget.remaining_attempts()
+                try:
+                    response = self.client.predict(inputs=inputs, **self.target)
+                    break
+                except DeploymentError as exc:
+                    if budget.remaining_attempts() == before:
+                        budget.spend()
+                    left = budget.remaining_attempts() or 0
+                    retries += 1
+                    delay = retry_wait(policy, exc, retries)
+                    seconds = budget.remaining_seconds()
+                    if not exc.retryable or left <= 0 or (seconds is not None and delay >= seconds):
+                        raise self.failure(exc, start, len(frame)) from exc
+                    logger.warning(
+                        "Rows %d-%d failed (%s); retrying the chunk in %.1f s (%d attempt(s) left)",
+                        start, start + len(frame) - 1, exc, delay, left,
+                    )
+                    time.sleep(delay)
         return parse_predictions(response, len(frame), self.prediction_column, start)
 
     def _bisect(self, frame: pd.DataFrame, start: int, errors: list[dict[str, Any]]) -> list[tuple[range, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import DeploymentError, InvalidInputError, TargetError
+from ..errors import DeploymentError, InvalidInputError, RequestTimeoutError, TargetError
 from ..payloads import decode_response, encode_request
 from ..predictions import PredictionsResponse
 from ..redaction import register_secret
@@ -66,22 +66,24 @@ class ServingDeploymentClient(HostedModelsClient):
     def predict(self, deployment_name: str | None = None, inputs: Any = None, endpoint: str | None = None) -> PredictionsResponse:
         """POST ``inputs`` to ``/invocations`` (DataFrame, array, dict, list or a pre-encoded body)."""
         body, content_type = encode_request(inputs)
+        # Scoring has no side effects: a dropped connection or a 5xx may be retried.
         response = self._transport.request(
-            "POST", "/invocations", data=body, headers={"Content-Type": content_type}, kind="predict"
+            "POST", "/invocations", data=body, headers={"Content-Type": content_type}, kind="predict",
+            idempotent=True,
         )
         return decode_response(response.content)
 
     def batch_http_route(self, deployment_name: str | None = None, endpoint: str | None = None) -> Any:
         """Where :func:`deployflow.batch_predict` posts chunks (``None``: through :meth:`predict`)."""
-        from ..batch._pipeline import route_for_transport
+        from ..scoring_route import route_for_transport
 
-        return route_for_transport(self._transport, "/invocations")
+        return route_for_transport(self._transport, "/invocations", idempotent=True)
 
     def deployment_status(self, name: str, endpoint: str | None = None) -> Status:
         try:
             self._transport.request("GET", "/ping", retry=False)
         except DeploymentError as exc:
-            if exc.retryable:  # not up (yet): the wait keeps polling
+            if exc.retryable or isinstance(exc, RequestTimeoutError):  # not up (yet): the wait keeps polling
                 return Status(State.PENDING, reason=str(exc))
             return Status(State.FAILED, reason=str(exc))
         return Status(State.READY)

@@ -24,10 +24,10 @@ from ...errors import (
     DeploymentFailedError,
     InvalidInputError,
     NotFoundError,
-    RequestTimeoutError,
     TransientError,
 )
 from ...redaction import get_logger, register_secret
+from ...retry import Failure, operation
 from ...status import State, Status
 from .config import (
     check_name,
@@ -60,6 +60,11 @@ _DEPLOYMENTS = "deployments"
 _ENDPOINTS = "endpoints"
 _PING_TIMEOUT = 2.0
 _MAX_TRANSPORTS = 32
+#: How a scoring POST to this target's servers may be repeated. Scoring has no side effects
+#: (idempotent), and the server answers 500 only when the model's output cannot be written as JSON,
+#: which happens again on every try: 500 is not retried, 429/502/503 and connection failures are.
+SCORING_REQUEST: dict[str, Any] = {"idempotent": True, "retry_statuses": frozenset({429, 502, 503})}
+_CONNECTION_FAILURES = frozenset({Failure.CONNECT, Failure.CONNECT_TIMEOUT, Failure.DROPPED})
 
 
 def resolve_home(target_uri: str, home: str | os.PathLike[str] | None = None) -> Path:
@@ -737,26 +742,24 @@ class LocalDeploymentClient(BaseDeploymentClient):
         body, content_type = encode_request(inputs)
         url, token = self._route(deployment_name, endpoint, resolve)
         headers = {"Content-Type": content_type, **self._headers(token)}
-        try:
-            response = self._transport(url).request(
-                "POST", "/invocations", data=body, headers=headers, kind="predict", retry=False
-            )
-        except TransientError as error:
-            if isinstance(error, RequestTimeoutError):
-                raise
-            # The connection failed. Either the process died (say so at once) or it is a server that
-            # just stopped after an update: look the URL up again, then follow the retry policy (one
-            # extra attempt at most, so retries do not multiply).
-            response = self._transport(resolve(True)).request(
-                "POST", "/invocations", data=body, headers=headers, kind="predict"
-            )
+        options = {"data": body, "headers": headers, "kind": "predict", **SCORING_REQUEST}
+        # One budget for the call: the attempt to the remembered URL and the retries after a new lookup.
+        with operation(attempts=self.http_settings.retry.max_attempts):
+            try:
+                response = self._transport(url).request("POST", "/invocations", retry=False, **options)
+            except TransientError as error:
+                if error.failure not in _CONNECTION_FAILURES:
+                    raise
+                # The connection failed. Either the process died (say so at once) or it is a server
+                # that just stopped after an update: look the URL up again, then follow the policy.
+                response = self._transport(resolve(True)).request("POST", "/invocations", **options)
         return decode_response(response.content)
 
     def batch_http_route(self, deployment_name: str | None = None, endpoint: str | None = None) -> Any:
         """Where :func:`deployflow.batch_predict` posts its chunks (see :mod:`deployflow.batch._pipeline`):
         the server's or router's ``/invocations``, this client's token and HTTP settings, and a lookup
         of the URL again after a connection failure (a server replaced by an update)."""
-        from ...batch._pipeline import HttpRoute
+        from ...scoring_route import HttpRoute
 
         resolve = self._resolver(deployment_name, endpoint, "batch scoring")
 
@@ -765,7 +768,8 @@ class LocalDeploymentClient(BaseDeploymentClient):
                 url, token = resolve(True), self._route(deployment_name, endpoint, resolve)[1]
             else:
                 url, token = self._route(deployment_name, endpoint, resolve)
-            return HttpRoute(f"{url}/invocations", self._headers(token), self.http_settings, lambda: route(True))
+            return HttpRoute(f"{url}/invocations", self._headers(token), self.http_settings, lambda: route(True),
+                             **SCORING_REQUEST)
 
         return route(False)
 

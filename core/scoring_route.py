@@ -1,0 +1,54 @@
+"""Where batch scoring posts a chunk: the seam between targets and :mod:`deployflow.batch`.
+
+A client may offer ``batch_http_route(deployment_name=None, endpoint=None)`` returning an
+:class:`HttpRoute` (the URL chunks are posted to, the headers, the HTTP settings, whether the POST is
+idempotent, and how to look the route up again), or ``None``: batch scoring then calls the client's
+``predict``. Targets build routes with this module only; they never import batch internals, and batch
+never imports a target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from .redaction import redact
+
+if TYPE_CHECKING:
+    from .transport import HttpSettings
+
+__all__ = ["HttpRoute", "route_for_transport"]
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """Where and how a client's chunks are posted.
+
+    ``idempotent`` and ``retry_statuses`` are what the target declares about its scoring POST (see
+    :func:`deployflow.retry.should_retry`). ``refresh`` (optional) returns the route again after a
+    connection failure, for services whose address can change (a local deployment restarted by an
+    update).
+    """
+
+    url: str
+    headers: Mapping[str, str]
+    settings: HttpSettings
+    refresh: Callable[[], HttpRoute] | None = None
+    idempotent: bool = False
+    retry_statuses: frozenset[int] | None = None
+
+    def __repr__(self) -> str:  # the headers may hold a token
+        return f"HttpRoute({redact(self.url)!r})"
+
+
+def route_for_transport(transport: Any, path: str, *, idempotent: bool = False) -> HttpRoute | None:
+    """The route for POSTs to ``path`` through ``transport`` (a :class:`~deployflow.transport.HttpTransport`),
+    when the async edge can send them exactly as the transport would: plain HTTP, no proxy from the
+    environment, no session-level auth object. ``None`` otherwise (batch scoring calls ``predict``)."""
+    import requests
+
+    url = transport.url_for(path)
+    session = transport.session
+    if not url.startswith("http://") or session.auth is not None or requests.utils.get_environ_proxies(url):
+        return None
+    return HttpRoute(url, dict(session.headers), transport.settings, idempotent=idempotent)
