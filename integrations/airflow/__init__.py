@@ -1,7 +1,9 @@
 """An Airflow provider for deployflow (``pip install 'deployflow[airflow]'``).
 
 Deployment steps as Airflow operators: retry-safe, deferrable while they wait, templated, with small
-XCom values. Everything here uses only the public API of :mod:`deployflow`.
+XCom values. Everything here uses only the public API of :mod:`deployflow`. Retries have one level,
+Airflow's task ``retries`` (the transport's are off inside steps), by the rule shared with the Prefect
+tasks: "Retries in pipeline steps" in :mod:`deployflow.orchestration`.
 
 * :class:`~.hooks.deployment.DeploymentHook`: a client from a ``deployflow`` connection (target URI in
   *Target URI*, token in *Token*, client options as JSON in *Extra*), without touching ``os.environ``.

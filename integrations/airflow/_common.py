@@ -5,8 +5,14 @@
   so a task that waits in its worker and a task that waits in the triggerer stop at the same moment.
 * Error translation: a :class:`deployflow.DeploymentError` that retrying cannot fix becomes
   ``AirflowFailException`` (no retries); a retryable one becomes ``AirflowException`` so Airflow's own
-  retries apply. Retries then happen at two levels that do not multiply: the transport retries one HTTP
-  call, Airflow retries the whole step.
+  retries apply.
+* One retry level: the rule is "Retries in pipeline steps" in :mod:`deployflow.orchestration`, the same
+  as for the Prefect tasks. The hook builds every client with the transport's retries off
+  (``max_retries=0``; a ``max_retries`` in the connection's extra is overridden, with a WARNING), so
+  Airflow's task ``retries`` are the only level: a one-request step sends at most ``1 + retries`` HTTP
+  requests. Exceptions: a plugin client that takes no ``max_retries`` keeps its own policy;
+  ``BatchPredictOperator`` is not retried on deployflow errors (each chunk has ``max_chunk_retries``);
+  sensors and waits poll through transient errors until their deadline.
 * Small JSON-safe XCom values.
 """
 
@@ -52,7 +58,6 @@ DEFER_GRACE = 60.0
 #: Longest string kept in an XCom value (reasons can quote a log line).
 _MAX_TEXT = 2000
 
-
 def default_deferrable() -> bool:
     """Airflow's ``[operators] default_deferrable``, read when an operator is built (not at import)."""
     try:
@@ -94,25 +99,31 @@ def describe_deadline(deadline: float) -> str:
     return datetime.datetime.fromtimestamp(deadline, tz=datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def raise_for(error: DeploymentError, what: str | None = None) -> NoReturn:
+def raise_for(error: DeploymentError, what: str | None = None, *, no_retry: str | None = None) -> NoReturn:
     """Raise the Airflow exception that matches ``error``: retryable -> ``AirflowException`` (Airflow
     retries the task if it has retries left), otherwise ``AirflowFailException`` (no retry). ``what``
-    (the step that failed) prefixes the message when given."""
+    (the step that failed) prefixes the message when given.
+
+    ``no_retry`` (why) makes even a retryable error an ``AirflowFailException``, for a step whose
+    retries happen inside it (batch chunks); the reason is appended to the message."""
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
     message = redact(f"{what}: {error}" if what else str(error))
-    if error.retryable:
+    if error.retryable and no_retry is None:
         raise AirflowException(message) from error
+    if error.retryable:
+        message = f"{message} (not retried: {no_retry})"
     raise AirflowFailException(message) from error
 
 
 @contextlib.contextmanager
-def translate_errors(what: str | None = None) -> Iterator[None]:
-    """Turn a :class:`deployflow.DeploymentError` raised inside the block into an Airflow exception."""
+def translate_errors(what: str | None = None, *, no_retry: str | None = None) -> Iterator[None]:
+    """Turn a :class:`deployflow.DeploymentError` raised inside the block into an Airflow exception
+    (see :func:`raise_for`)."""
     try:
         yield
     except DeploymentError as error:
-        raise_for(error, what)
+        raise_for(error, what, no_retry=no_retry)
 
 
 def error_from_event(event: Mapping[str, Any]) -> DeploymentError:

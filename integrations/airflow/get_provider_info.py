@@ -8,6 +8,10 @@ Registered in ``pyproject.toml``::
 Airflow validates the returned dict against its runtime provider schema; ``package-name`` must be the
 distribution's name (``deployflow``). Connection-form metadata is declared here (``conn-fields``,
 ``ui-field-behaviour``), so the UI needs no hook import to draw the form.
+
+The connection's extra holds client options. ``max_retries`` is not one to set there: the hook builds
+its client with the transport's retries off, so that Airflow's task ``retries`` are the only retry level
+("Retries in pipeline steps" in :mod:`deployflow.orchestration`).
 """
 
 from __future__ import annotations
@@ -67,7 +71,10 @@ def get_provider_info() -> dict[str, Any]:
                     "placeholders": {
                         "host": "local, local:///abs/state/dir, databricks://profile, serving+https://host",
                         "password": "bearer token or API key for the target (optional)",
-                        "extra": '{"timeout": 30, "max_retries": 3}  (client options; "target_uri" overrides the host)',
+                        "extra": (
+                            '{"timeout": 30}  (client options; "target_uri" overrides the host; max_retries is '
+                            "not used: Airflow's task retries are the only retry level, see deployflow.orchestration)"
+                        ),
                     },
                 },
             }

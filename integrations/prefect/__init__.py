@@ -19,7 +19,8 @@ Deploy, wait until the endpoint serves, score, tear down, as steps of a Prefect 
 
 Every task takes a :class:`DeploymentTarget` block or a target URI. The steps are retry-safe and
 retried only on errors marked retryable, with the transport's own retries turned off so the two never
-multiply (see :mod:`deployflow.integrations.prefect.retries`); nothing is cached; logs go through
+multiply (the rule, shared with the Airflow provider: "Retries in pipeline steps" in
+:mod:`deployflow.orchestration`; see :mod:`deployflow.integrations.prefect.retries`); nothing is cached; logs go through
 ``get_run_logger()`` with credentials masked; results are small JSON-safe dicts. Ready and failed
 deployments and endpoints send events (:mod:`deployflow.integrations.prefect.events`), and artifacts
 link to what was deployed and summarise batch runs.

@@ -8,7 +8,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
-from deployflow import BaseDeploymentClient, DeploymentError, InvalidInputError, get_deploy_client
+from deployflow import BaseDeploymentClient, DeploymentError, InvalidInputError, client_for_steps, get_deploy_client
 from deployflow.redaction import redact, register_secret
 
 if TYPE_CHECKING:
@@ -38,16 +38,21 @@ _fallback_logger = logging.getLogger("deployflow.integrations.prefect")
 def open_client(target: TargetLike) -> BaseDeploymentClient:
     """A client for ``target`` (a block or a target URI) with the transport's retries off.
 
-    Inside a task the task's retries are the only retry level (see :mod:`.retries`). A target whose
-    client takes no ``max_retries`` option (a plugin with its own transport) is built without it.
+    The rule is :mod:`deployflow.orchestration`'s "Retries in pipeline steps" (see also :mod:`.retries`):
+    inside a task the task's retries are the only retry level, so the client is built with
+    ``max_retries=0`` and a ``max_retries`` in the block's options is overridden (one WARNING per task
+    run says so). A target whose client takes no ``max_retries`` option (a plugin with its own transport)
+    is built without it and keeps its own retry policy.
     """
     from .block import DeploymentTarget
 
     if isinstance(target, DeploymentTarget):
         build = target.get_client
         uri = target.target_uri
+        configured = _configured_max_retries(target)
     elif isinstance(target, str) and target.strip():
         uri = target.strip()
+        configured = None
 
         def build(**options: Any) -> BaseDeploymentClient:
             return get_deploy_client(uri, **options)
@@ -56,18 +61,33 @@ def open_client(target: TargetLike) -> BaseDeploymentClient:
         raise InvalidInputError(
             f"target must be a DeploymentTarget block or a target URI string, got {type(target).__name__}"
         )
-    try:
-        return build(max_retries=0)
-    except InvalidInputError as first:
-        try:
-            client = build()
-        except Exception:
-            raise first from None
-        run_logger().debug(
-            "Target %s takes no 'max_retries' option: its own retry policy applies inside this task",
-            redact(uri),
-        )
-        return client
+    built = client_for_steps(
+        build, uri=uri, configured_max_retries=configured, where=f"the block's client options (target {uri})"
+    )
+    if built.warning and _first_attempt():
+        run_logger().warning("%s", built.warning)
+    if built.notice:
+        run_logger().info("%s", built.notice)
+    return built.client
+
+
+def _configured_max_retries(block: DeploymentTarget) -> Any:
+    """The ``max_retries`` the block's options set (``None`` if none). A value kept in
+    ``secret_options`` is not shown, only that it is set."""
+    plain = block.client_options.get("max_retries")
+    if plain is not None:
+        return plain
+    hidden = block._secret_options().get("max_retries")
+    return None if hidden is None else "(a value in secret_options)"
+
+
+def _first_attempt() -> bool:
+    """Whether this is the first attempt of the current task run (or no task run at all): the run's
+    log holds every attempt, so a warning about the run's setup is logged once."""
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    return context is None or (context.task_run.run_count or 0) <= 1
 
 
 def target_label(target: TargetLike) -> str:

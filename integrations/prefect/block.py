@@ -23,10 +23,14 @@ class DeploymentTarget(Block):
     """A deployflow target: its URI, its credentials (stored as secrets) and its client options.
 
     The client is built from the fields alone: nothing is read from or written to ``os.environ``.
-    Inside deployflow's tasks the transport's own retries are turned off (``max_retries=0``, whatever
-    ``client_options`` say) because the task retries the whole step; see
-    :mod:`deployflow.integrations.prefect.retries`. Every secret is registered with deployflow's redaction as soon as the block exists, so it is masked
+    Every secret is registered with deployflow's redaction as soon as the block exists, so it is masked
     in every message, log line, task result and artifact deployflow produces in this process.
+
+    Retries: inside deployflow's tasks the client is built with the transport's retries off
+    (``max_retries=0``); a ``max_retries`` in ``client_options`` is not used there (the task run logs a
+    WARNING) because the task's ``retries`` are the only retry level, so a one-request task sends at
+    most ``1 + retries`` requests. :meth:`get_client` called by you, outside tasks, keeps the options as
+    given. The rule: "Retries in pipeline steps" in :mod:`deployflow.orchestration`.
 
     Example::
 
@@ -71,8 +75,9 @@ client = DeploymentTarget.load("BLOCK_NAME").get_client()
     )
     client_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Plain client options: timeouts, retry settings, 'home' for the local target. "
-        "Credentials go in auth_token or secret_options.",
+        description="Plain client options: timeouts, 'home' for the local target, retry settings "
+        "(max_retries applies outside deployflow's tasks only: inside them the task's retries are the only "
+        "retry level). Credentials go in auth_token or secret_options.",
     )
 
     @field_validator("target_uri")

@@ -1,26 +1,30 @@
-"""When a deployflow task is retried, and why retries never multiply.
+"""When a deployflow task is retried: one retry level, so retries never multiply.
 
-deployflow can retry at two levels: the HTTP transport repeats a single call on 429/5xx and dropped
-connections, and Prefect repeats a whole task. Nested, they multiply: 3 task retries around 5 transport
-retries send up to 24 requests for one step. The tasks in this package therefore keep **one** level:
+The rule is written once, in :mod:`deployflow.orchestration` ("Retries in pipeline steps"); the Airflow
+provider follows the same one. In short, for these tasks:
 
-* the client a task builds has the transport's retries turned off (client option ``max_retries=0``), so
-  each attempt of a task sends each request once;
-* the task's own ``retries`` (Prefect's, with exponential backoff and jitter) repeat the whole step, and
-  only when :func:`retry_if_retryable` agrees: the error is a deployflow error marked ``retryable``
-  (429/5xx, connection failures, request timeouts, "busy, try again" conflicts).
+* the client a task builds has the transport's retries off (``max_retries=0``): each attempt of a task
+  sends each request once. A ``max_retries`` in the block's ``client_options`` is overridden inside
+  tasks, and the task run logs one WARNING saying so;
+* the task's own ``retries`` (Prefect's, with exponential backoff and jitter) are the only retry level,
+  and repeat the step only when :func:`retry_if_retryable` agrees: the error is a deployflow error marked
+  ``retryable`` (429/5xx, connection failures, "busy, try again" conflicts). So a task that makes one
+  HTTP request (``predict``, ``get_deployment``, ``delete_deployment``...) sends at most
+  ``1 + retries`` requests.
 
 Everything else fails at once with the target's reason: invalid input, a conflict with what exists, a
 deployment that reached a failed state, a missing resource, and a wait whose deadline passed (the
 ``timeout`` is the whole budget for waiting; retrying would silently extend it). Steps are retry-safe:
 ``create_deployment`` adopts what an earlier attempt created, deletes are idempotent.
 
-A plugin whose client takes no ``max_retries`` option is built without it and keeps its own retry
-policy; give such tasks fewer retries (``with_options(retries=...)``) if its policy already retries.
+Exceptions (the same as in :mod:`deployflow.orchestration`):
 
-Two tasks differ: the wait tasks have no retries (their polling already tolerates transient errors
-until the deadline), and ``batch_predict`` has no task retries because it retries each failed chunk
-itself (``max_chunk_retries``) and resumes from its checkpoint when the flow is run again.
+* a plugin whose client takes no ``max_retries`` option is built without it and keeps its own retry
+  policy; give such tasks fewer retries (``with_options(retries=...)``) if its policy already retries;
+* ``batch_predict`` has no task retries, whatever ``with_options`` says (:func:`retry_never`): each
+  chunk has its own bounded budget (``max_chunk_retries``) and the job resumes from its checkpoint when
+  the flow is run again;
+* the wait tasks have no retries: their polling tolerates transient errors until the deadline.
 
 Change the number of retries per call with Prefect's ``with_options``::
 
@@ -33,7 +37,14 @@ from typing import Any
 
 from deployflow import DeploymentError, WaitTimeoutError
 
-__all__ = ["DEFAULT_RETRIES", "DEFAULT_RETRY_DELAYS", "RETRY_JITTER", "is_retryable", "retry_if_retryable"]
+__all__ = [
+    "DEFAULT_RETRIES",
+    "DEFAULT_RETRY_DELAYS",
+    "RETRY_JITTER",
+    "is_retryable",
+    "retry_if_retryable",
+    "retry_never",
+]
 
 #: Task retries of the steps that may be retried (each one is retry-safe).
 DEFAULT_RETRIES = 3
@@ -41,7 +52,6 @@ DEFAULT_RETRIES = 3
 DEFAULT_RETRY_DELAYS = [2.0, 4.0, 8.0]
 #: Prefect's ``retry_jitter_factor``: each delay may grow by up to this fraction, to spread retries.
 RETRY_JITTER = 0.5
-
 
 def is_retryable(error: BaseException | None) -> bool:
     """Whether repeating a whole step may succeed after ``error``.
@@ -70,6 +80,20 @@ def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
     if not retry and isinstance(error, BaseException):
         _log_no_retry(error)
     return retry
+
+
+def retry_never(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn`` of ``batch_predict``: never retry the whole job, whatever its
+    ``retries`` say. Each chunk already had its own retries (``max_chunk_retries``), and running the
+    flow again resumes from the output's checkpoint."""
+    from ._runtime import run_logger
+
+    run_logger().info(
+        "Not retrying %s: each chunk had its own retries (max_chunk_retries); run the flow again to resume "
+        "from the checkpoint",
+        getattr(task, "name", "the batch job"),
+    )
+    return False
 
 
 def _log_no_retry(error: BaseException) -> None:

@@ -14,7 +14,7 @@ from deployflow import BatchSummary, InvalidInputError
 
 from ._runtime import TargetLike, open_client, run_logger, safe, scrub_errors, target_label
 from .artifacts import BatchProgressArtifact, batch_summary_artifact
-from .retries import retry_if_retryable, step_options
+from .retries import retry_never, step_options
 
 __all__ = ["predict", "batch_predict"]
 
@@ -33,7 +33,8 @@ def predict(
     ``inputs`` is what the client's ``predict`` takes: a DataFrame, a list, or a dict in the scoring
     protocol's form (``{"inputs": [[...]]}``, ``{"dataframe_split": {...}}``). Returns the answer as a
     plain dict with a ``predictions`` key. Meant for small payloads; use :func:`batch_predict` for
-    files and large frames. Retried on retryable errors (each attempt sends one request).
+    files and large frames. Retried on retryable errors, each attempt sending one request: at most
+    ``1 + retries`` requests (see :mod:`deployflow.integrations.prefect.retries`).
 
     Example::
 
@@ -59,7 +60,7 @@ def predict(
     return safe(result)
 
 
-@task(name="batch_predict", retries=0, retry_condition_fn=retry_if_retryable, cache_policy=NO_CACHE)
+@task(name="batch_predict", retries=0, retry_condition_fn=retry_never, cache_policy=NO_CACHE)
 @scrub_errors
 def batch_predict(
     target: TargetLike,
@@ -90,7 +91,9 @@ def batch_predict(
     crash resumes without losing or duplicating rows (``resume=True``). While it runs, a progress
     artifact is updated and a progress line logged at most every ``progress_interval`` seconds; at the
     end a table artifact summarises the run. A chunk that fails with a retryable error is retried up to
-    ``max_chunk_retries`` times; the task itself has no retries, so the two never multiply.
+    ``max_chunk_retries`` times (each time one request: the transport's retries are off inside tasks);
+    the task itself is never retried, even ``with_options(retries=...)``, so the two never multiply
+    (see "Retries in pipeline steps" in :mod:`deployflow.orchestration`).
 
     Returns the summary: ``{"rows", "chunks", "failed_rows", "resumed_chunks", "seconds",
     "rows_per_second", "output_path", "errors_path", "name", "target"}`` (never the predictions).

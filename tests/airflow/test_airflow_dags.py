@@ -2,72 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
-import sys
-import tempfile
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import airflow_support as support
+from airflow_support import run_dag
 from deployflow import NotFoundError, State, get_deploy_client, read_output
-
-
-class _Collector(logging.Handler):
-    """Keeps every log record, formatted with its traceback, as the task log would show it."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
-@contextlib.contextmanager
-def captured_output() -> Iterator[list[str]]:
-    """Everything logged (Airflow's task logs, under ``dag.test()`` in pytest, are log records) and
-    written to file descriptors 1 and 2 inside the block; appended to the yielded list at the end."""
-    text: list[str] = []
-    collector = _Collector()
-    root = logging.getLogger()
-    saved_level = root.level
-    root.addHandler(collector)
-    root.setLevel(min(saved_level, logging.INFO) or logging.INFO)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    streams = sys.stdout, sys.stderr
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        sys.stdout = sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(1), "wb"), write_through=True)
-        try:
-            yield text
-        finally:
-            sys.stdout.flush()
-            sys.stdout.close()
-            sys.stdout, sys.stderr = streams
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            root.removeHandler(collector)
-            root.setLevel(saved_level)
-            sink.seek(0)
-            text.append("\n".join(collector.lines) + "\n" + sink.read().decode("utf-8", errors="replace"))
-
-
-def run_dag(dag: Any) -> tuple[Any, str]:
-    """Run ``dag`` once with ``dag.test()``; returns the run and everything it printed."""
-    with captured_output() as output:
-        run = dag.test()
-    return run, output[0]
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,23 @@ def flow_logs(flow_run_id: Any, task_run_id: Any = None) -> list[str]:
     return [log.message for log in logs if task_run_id is None or log.task_run_id == task_run_id]
 
 
+def flow_log_records(flow_run_id: Any, task_run_id: Any = None) -> list[tuple[int, str]]:
+    """``(level, message)`` of every log line the Prefect API holds for a flow run and its task runs (or
+    one task run), oldest first."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200,
+            sort=LogSort.TIMESTAMP_ASC,
+        )
+    return [(log.level, log.message) for log in logs if task_run_id is None or log.task_run_id == task_run_id]
+
+
 def flow_artifacts(flow_run_id: Any) -> list[Any]:
     """Every artifact a flow run (or one of its task runs) created, as stored by the API."""
     from prefect import get_client

@@ -8,7 +8,17 @@ The connection holds:
 * **Token** (the connection's *password*): handed to the client as the option named by the extra key
   ``token_option`` (default ``auth_token``, which the ``local`` and ``serving`` targets accept).
 * **Extra** (JSON): every other key is a client option, as in ``get_deploy_client(uri, **options)``:
-  ``{"timeout": 30, "max_retries": 3}``.
+  ``{"timeout": 30}``.
+
+Retries: the hook builds its client for pipeline steps (operators, sensors, triggers and
+``test_connection`` all use :meth:`DeploymentHook.get_conn`), so the client always has the transport's
+retries off (``max_retries=0``) and Airflow's task ``retries`` are the only retry level: a one-request
+step sends at most ``1 + retries`` requests. A ``max_retries`` in the extra is therefore not used (the
+hook logs a WARNING saying so); a target whose client takes no ``max_retries`` option keeps its own
+retry policy. The rule, shared with the Prefect tasks, is "Retries in pipeline steps" in
+:mod:`deployflow.orchestration`. To keep the transport's retries outside steps, build a client yourself:
+``uri, options = client_arguments(conn_id, conn.host, conn.password, conn.extra_dejson)``, then
+``deployflow.get_deploy_client(uri, **options)``.
 
 For example, in the environment::
 
@@ -28,8 +38,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from airflow.sdk import BaseHook
 
-from deployflow import BaseDeploymentClient, DeploymentError, InvalidInputError, get_deploy_client
+from deployflow import BaseDeploymentClient, DeploymentError, InvalidInputError, client_for_steps, get_deploy_client
 from deployflow.redaction import redact, register_secret
+
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -86,7 +97,9 @@ class DeploymentHook(BaseHook):
     :param deployflow_conn_id: the connection to use (default ``deployflow_default``).
 
     ``get_conn()`` returns the client (built once per hook, closed by :meth:`close`); ``aget_conn()`` is
-    the same for an event loop (triggers)::
+    the same for an event loop (triggers). The client has the transport's retries off
+    (``max_retries=0``, whatever the extra says): Airflow's task retries are the only retry level (see
+    "Retries in pipeline steps" in :mod:`deployflow.orchestration`)::
 
         hook = DeploymentHook("deployflow_local")
         client = hook.get_conn()
@@ -139,7 +152,22 @@ class DeploymentHook(BaseHook):
             self.deployflow_conn_id,
             ", ".join(sorted(options)) or "none",
         )
-        return get_deploy_client(target_uri, **options)
+        return self._client_for_steps(target_uri, options)
+
+    def _client_for_steps(self, target_uri: str, options: dict[str, Any]) -> BaseDeploymentClient:
+        """The client with the transport's retries off (``max_retries=0``), so that Airflow's retries are
+        the only retry level; a client that takes no ``max_retries`` option is built without it."""
+        built = client_for_steps(
+            lambda **overrides: get_deploy_client(target_uri, **{**options, **overrides}),
+            uri=target_uri,
+            configured_max_retries=options.get("max_retries"),
+            where=f"the extra of connection {self.deployflow_conn_id!r}",
+        )
+        if built.warning:
+            self.log.warning("%s", built.warning)
+        if built.notice:
+            self.log.info("%s", built.notice)
+        return built.client
 
     def close(self) -> None:
         """Close the client (pooled connections); the next :meth:`get_conn` builds a new one."""

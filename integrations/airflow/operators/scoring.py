@@ -158,7 +158,13 @@ class PredictOperator(DeployflowOperator):
 class BatchPredictOperator(DeployflowOperator):
     """Score a file in chunks with :func:`deployflow.batch_predict`, writing the output as it goes.
 
-    A retried task resumes from the output's checkpoint: no row is lost or scored twice.
+    A task run again resumes from the output's checkpoint: no row is lost or scored twice.
+
+    Retries: each chunk that fails with a retryable error is retried up to ``max_chunk_retries`` times,
+    one request each (the hook's client has the transport's retries off). The task itself is not
+    retried by Airflow on a deployflow error, whatever its ``retries`` say (``AirflowFailException``):
+    the chunks spent their budget already, and retrying the task would multiply it. Clear the task to
+    resume. See "Retries in pipeline steps" in :mod:`deployflow.orchestration`.
 
     :param input_path: a Parquet, CSV or JSON-lines file or URL (templated).
     :param output_path: the output directory, e.g. ``/data/scores.parquet`` (templated); its suffix or
@@ -174,6 +180,7 @@ class BatchPredictOperator(DeployflowOperator):
         in the UI).
     :param on_bad_rows: ``"raise"`` (stop at rejected rows; no retry) or ``"isolate"`` (score the rest,
         write the rejected rows to the errors file).
+    :param max_chunk_retries: retries of a chunk that fails with a retryable error (default 3).
     :param resume: continue an interrupted job found in ``output_path`` (default ``True``).
     :param overwrite: start over, discarding what ``output_path`` holds.
     :param deployflow_conn_id: the ``deployflow`` connection (templated).
@@ -213,6 +220,7 @@ class BatchPredictOperator(DeployflowOperator):
         prediction_column: str = "prediction",
         model_params: dict[str, Any] | None = None,
         on_bad_rows: str = "raise",
+        max_chunk_retries: int = 3,
         resume: bool = True,
         overwrite: bool = False,
         **kwargs: Any,
@@ -232,6 +240,7 @@ class BatchPredictOperator(DeployflowOperator):
         self.prediction_column = prediction_column
         self.model_params = model_params
         self.on_bad_rows = on_bad_rows
+        self.max_chunk_retries = max_chunk_retries
         self.resume = resume
         self.overwrite = overwrite
 
@@ -249,7 +258,12 @@ class BatchPredictOperator(DeployflowOperator):
                     progress.rows_done, total, progress.chunks_done, progress.failed_rows, progress.rows_per_second,
                 )
 
-        with self.client() as client, translate_errors(f"Batch scoring {self.input_path!r} with {target!r}"):
+        what = f"Batch scoring {self.input_path!r} with {target!r}"
+        no_retry = (
+            f"each chunk had up to max_chunk_retries={self.max_chunk_retries} retries; clear the task to resume "
+            "from the checkpoint"
+        )
+        with self.client() as client, translate_errors(what, no_retry=no_retry):
             summary = batch_predict(
                 client,
                 self.input_path,
@@ -265,6 +279,7 @@ class BatchPredictOperator(DeployflowOperator):
                 prediction_column=self.prediction_column,
                 params=self.model_params,
                 on_bad_rows=self.on_bad_rows,
+                max_chunk_retries=self.max_chunk_retries,
                 resume=self.resume,
                 overwrite=self.overwrite,
                 progress=False,

@@ -152,3 +152,17 @@ with DAG("deployflow_test_endpoints", schedule=None, start_date=START, catchup=F
     )
     blue >> endpoint >> ready >> green >> green_ready >> switch >> score >> drop_endpoint >> [drop_blue, drop_green]
 DAGS[dag.dag_id] = dag
+
+
+# The retry budget (tests/airflow/test_airflow_retries.py): one request, against a server that always
+# answers 503, through the connection ``deployflow_unavailable`` the test defines (with max_retries in its
+# extra). The test sets this task's ``retries`` from tests/support/retry_budget.py before running it.
+with DAG("deployflow_test_retry_budget", schedule=None, start_date=START, catchup=False) as dag:
+    PredictOperator(
+        task_id="predict",
+        deployflow_conn_id="deployflow_unavailable",
+        deployment_name="model",
+        inputs={"inputs": [[1.0, 2.0]]},
+        retry_delay=NO_DELAY,
+    )
+DAGS[dag.dag_id] = dag
