@@ -250,10 +250,9 @@ class AsyncHttpTransport:
                 # aiohttp counts the redirect answer that trips the limit; requests does not
                 max_redirects=MAX_REDIRECTS + 1,
             ) as response:
+                content = await response.read()
                 if response.status >= 400:
-                    content = await response.content.read(MAX_ERROR_READ_BYTES)
-                else:
-                    content = await response.read()
+                    content = content[:MAX_ERROR_READ_BYTES]  # what the translator keeps of an error body
                 return Answer(response.status, response.reason, response.headers, content)
         except aiohttp.ConnectionTimeoutError as exc:  # before TimeoutError: it is both
             failure, detail, cause = Failure.CONNECT_TIMEOUT, (

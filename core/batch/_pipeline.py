@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import DeploymentError, InvalidInputError
 from ..redaction import get_logger
-from ..scoring_route import HttpRoute, route_for_transport
+from ..scoring_route import HttpRoute
 from ._runner import ChunkResult, ChunkScorer, drive_in_order, parse_predictions
 
 if TYPE_CHECKING:
     from ..aio import Answer
     from ._sources import Chunk
 
-__all__ = ["HttpRoute", "route_for_transport", "run_pipelined", "score_chunks"]
+__all__ = ["run_pipelined", "score_chunks"]
 
 logger = get_logger(__name__)
 

@@ -756,7 +756,7 @@ class LocalDeploymentClient(BaseDeploymentClient):
         return decode_response(response.content)
 
     def batch_http_route(self, deployment_name: str | None = None, endpoint: str | None = None) -> Any:
-        """Where :func:`deployflow.batch_predict` posts its chunks (see :mod:`deployflow.batch._pipeline`):
+        """Where :func:`deployflow.batch_predict` posts its chunks (see :mod:`deployflow.scoring_route`):
         the server's or router's ``/invocations``, this client's token and HTTP settings, and a lookup
         of the URL again after a connection failure (a server replaced by an update)."""
         from ...scoring_route import HttpRoute
