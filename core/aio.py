@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import DeploymentError, InvalidInputError, RemoteError, RequestTimeoutError
-from .http_errors import MAX_ERROR_READ_BYTES, error_from_answer, error_from_failure, set_message, settle, tls_error
+from .http_errors import MAX_ERROR_READ_BYTES, MAX_EXCERPT_CHARS, error_from_answer, error_from_failure, set_message, settle, tls_error
 from .jsoncodec import dumps, loads
 from .redaction import RedactingFilter, redact
 from .retry import Failure, is_idempotent_method, retry_wait
@@ -211,7 +211,7 @@ class AsyncHttpTransport:
         try:
             return answer.json()
         except ValueError as exc:
-            excerpt = answer.content[:500].decode("utf-8", "replace")
+            excerpt = answer.content[:MAX_EXCERPT_CHARS].decode("utf-8", "replace")
             raise RemoteError(
                 f"{method.upper()} {urlsplit(self.url_for(path)).path} answered HTTP {answer.status} with a body "
                 f"that is not JSON: {excerpt}",
@@ -309,7 +309,7 @@ def _reason(exc: BaseException) -> str:
         return f"[Errno {os_error.errno}] {os_error.strerror}"
     if isinstance(exc, OSError) and exc.strerror:
         return f"[Errno {exc.errno}] {exc.strerror}"
-    return redact(f"{type(exc).__name__}: {exc}")[:500]
+    return redact(f"{type(exc).__name__}: {exc}")[:MAX_EXCERPT_CHARS]
 
 
 def _is_dir(path: str) -> bool:

@@ -133,8 +133,8 @@ def as_int(value: object, source: str, *, minimum: int) -> int:
     return value
 
 
-_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 def as_bool(value: object, source: str) -> bool:
@@ -145,9 +145,9 @@ def as_bool(value: object, source: str) -> bool:
         return bool(value)
     if isinstance(value, str):
         word = value.strip().lower()
-        if word in _TRUE_WORDS:
+        if word in TRUE_WORDS:
             return True
-        if word in _FALSE_WORDS:
+        if word in FALSE_WORDS:
             return False
     raise _invalid(source, value, "true or false")
 
@@ -347,12 +347,3 @@ def operation(*, attempts: int | None = None, timeout: float | None = None) -> I
         yield budget
     finally:
         _current.reset(token)
-
-
-def describe_unknown_outcome(method: str, path: str, detail: str) -> str:
-    """The message of a request that may have been processed and is not sent again."""
-    return (
-        f"{method} {path}: {detail}; the request was sent, so the service may have processed it. "
-        f"It was not sent again because {method} {path} is not declared idempotent "
-        "(retry_non_idempotent=True allows it)"
-    )

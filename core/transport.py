@@ -64,6 +64,8 @@ from .jsoncodec import dumps as encode_json
 from .jsoncodec import loads as _loads
 from .redaction import RedactingFilter, redact, register_secret
 from .retry import (
+    FALSE_WORDS,
+    TRUE_WORDS,
     Failure,
     RetryPolicy,
     as_bool,
@@ -73,6 +75,7 @@ from .retry import (
     is_idempotent_method,
     retry_wait,
 )
+from .retry import _invalid  # the settings' one message shape: "<source> must be <expected>, got <value>"
 
 __all__ = [
     "RetryPolicy",
@@ -104,12 +107,8 @@ _SENSITIVE_HEADER = re.compile(r"(?i)auth|token|key|secret|cookie|password|crede
 # --------------------------------------------------------------------------------------------------
 
 
-def _invalid(source: str, value: object, expected: str) -> InvalidInputError:
-    return InvalidInputError(f"{source} must be {expected}, got {value!r}")
-
-
 def _as_verify(value: object, source: str) -> bool | str:
-    if isinstance(value, str) and value.strip().lower() not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+    if isinstance(value, str) and value.strip().lower() not in TRUE_WORDS | FALSE_WORDS:
         path = os.path.expanduser(value.strip())
         if not os.path.exists(path):
             raise _invalid(source, value, "true, false or the path of a CA bundle that exists")
