@@ -50,6 +50,7 @@ from .api import get_deploy_client, run_local as _run_local, target_help as _tar
 from .errors import DeploymentError, InvalidInputError, NotSupportedError
 from .redaction import redact
 from .registry import list_targets
+from .retry import TRUE_WORDS
 
 __all__ = [
     "main",
@@ -73,7 +74,6 @@ __all__ = [
 ]
 
 DEBUG_ENV = "DEPLOYFLOW_DEBUG"
-_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -103,7 +103,7 @@ class _RunState:
 
 
 def _debug_from_env() -> bool:
-    return os.environ.get(DEBUG_ENV, "").strip().lower() in _TRUE_WORDS
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in TRUE_WORDS
 
 
 def _one_line(text: str) -> str:
