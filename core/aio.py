@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -81,6 +82,7 @@ class AsyncHttpTransport:
         self._headers = {**default_headers(), **(headers or {})}
         self._limit = limit or self.settings.pool_maxsize
         self._session: Any = None
+        self._timeouts: dict[float, Any] = {}  # aiohttp.ClientTimeout by read timeout: built once each
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.base_url or '')!r}, limit={self._limit})"
@@ -165,7 +167,7 @@ class AsyncHttpTransport:
         attempt = 0
         while True:
             attempt += 1
-            where_path = urlsplit(url).path or "/"
+            where_path = _where(url)[0]
             try:
                 remaining = end - time.monotonic()
                 if remaining < _MIN_ATTEMPT_SECONDS:
@@ -238,10 +240,13 @@ class AsyncHttpTransport:
         session = self._open()
         settings = self.settings
         read = settings.timeout if read_timeout is None else read_timeout
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout, sock_read=read)
-        parts = urlsplit(url)
-        path = parts.path or "/"
-        origin = f"{parts.scheme}://{parts.netloc}"
+        timeout = self._timeouts.get(read)
+        if timeout is None:
+            if len(self._timeouts) >= 64:  # clipped deadlines make new values: do not grow without end
+                self._timeouts.clear()
+            timeout = self._timeouts[read] = aiohttp.ClientTimeout(
+                total=None, sock_connect=settings.connect_timeout, sock_read=read)
+        path, origin = _where(url)
         failure: Failure
         try:
             async with session.request(
@@ -301,6 +306,13 @@ class LoopThread:
         self._thread.join(timeout=timeout)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+@lru_cache(maxsize=256)
+def _where(url: str) -> tuple[str, str]:
+    """``(path, origin)`` of ``url``, for messages: parsed once per URL, not once per request."""
+    parts = urlsplit(url)
+    return parts.path or "/", f"{parts.scheme}://{parts.netloc}"
 
 
 def _reason(exc: BaseException) -> str:
