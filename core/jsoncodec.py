@@ -1,14 +1,19 @@
 """The one JSON codec: how Python, numpy and pandas values become JSON bytes, and JSON bytes values.
 
-Everything deployflow sends or writes as JSON goes through :func:`dumps` (request bodies of every
+Everything deployflow sends or writes as JSON goes through this module (request bodies of every
 target, scoring answers, CLI output, :class:`~deployflow.PredictionsResponse`), and everything it
 reads through :func:`loads`, so a value is encoded the same way wherever it travels.
 
 * numpy arrays and scalars, pandas frames, series, timestamps and missing values, datetimes, decimals
   and bytes are converted as MLflow's scoring server does (arrays to lists, datetimes to ISO-8601
-  strings, bytes to base64); NaN and infinities become ``null``.
-* :func:`loads` reads standard JSON with orjson and falls back to Python's json module for the
-  ``NaN`` and ``Infinity`` literals that Python servers (MLflow's among them) write.
+  strings, bytes to base64).
+* NaN, Infinity and -Infinity: MLflow's side of the protocol is Python's ``json`` module, which reads
+  and writes them as the bare tokens ``NaN``, ``Infinity`` and ``-Infinity``. :func:`loads` reads them.
+  :func:`dumps` writes them as ``null`` (what every JSON parser reads: request bodies go to services
+  that may be strict), or as the tokens with ``allow_nan=True`` (scoring answers, as MLflow's server
+  writes them). :func:`dumps_text` writes what ``json.dumps`` writes, spacing and tokens included.
+* orjson does the work on the common path; Python's ``json`` module only reads what orjson refuses,
+  and the tokens are written by orjson too, so every other value comes out the same on both paths.
 
 pandas and numpy are looked up in ``sys.modules`` and imported inside the functions that need them: a
 value of theirs can only exist once they are loaded.
@@ -20,6 +25,7 @@ import base64
 import datetime as _datetime
 import decimal
 import json as _stdlib_json
+import math
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +37,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["dumps", "loads", "JSONDecodeError"]
+__all__ = ["dumps", "dumps_text", "loads", "JSONDecodeError"]
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 # numpy dtypes orjson writes natively from an array, exactly and fast.
@@ -101,21 +107,45 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
-def dumps(value: Any) -> bytes:
-    """``value`` as JSON bytes (numpy and pandas aware; NaN and infinities become ``null``).
+def dumps(value: Any, *, allow_nan: bool = False) -> bytes:
+    """``value`` as compact JSON bytes (numpy and pandas aware).
 
-    Raises :class:`~deployflow.errors.InvalidInputError` for a value that has no JSON form.
+    NaN and the infinities become ``null``; with ``allow_nan=True`` they become the tokens ``NaN``,
+    ``Infinity`` and ``-Infinity``, as Python's ``json`` module writes them, and every other byte is
+    what the default gives. Raises :class:`~deployflow.errors.InvalidInputError` for a value that has
+    no JSON form.
     """
     try:
-        return orjson.dumps(value, default=_json_default, option=JSON_OPTIONS)
+        encoded = orjson.dumps(value, default=_json_default, option=JSON_OPTIONS)
+        # orjson writes every non-finite number as null: no null, nothing to rewrite (the common case).
+        if allow_nan and b"null" in encoded:
+            marked, found = _mark_non_finite(value)
+            if found:
+                encoded = orjson.dumps(marked, default=_json_default_marked, option=JSON_OPTIONS)
     except orjson.JSONEncodeError as error:
+        raise InvalidInputError(f"The value cannot be written as JSON: {error}") from error
+    return encoded
+
+
+def dumps_text(value: Any) -> str:
+    """``value`` as the text ``json.dumps(value)`` gives: ``", "`` and ``": "`` between items, non-ASCII
+    characters escaped, ``NaN`` / ``Infinity`` / ``-Infinity`` tokens.
+
+    numpy and pandas values are converted as :func:`dumps` converts them. Raises
+    :class:`~deployflow.errors.InvalidInputError` for a value that has no JSON form.
+    """
+    try:
+        return _stdlib_json.dumps(value, default=_json_default)
+    except (TypeError, ValueError) as error:
         raise InvalidInputError(f"The value cannot be written as JSON: {error}") from error
 
 
 def loads(content: bytes | bytearray | memoryview | str) -> Any:
-    """The value of a JSON document. ``NaN``, ``Infinity`` and ``-Infinity`` are accepted.
+    """The value of a JSON document, for whatever Python's ``json.loads`` reads (MLflow's parser).
 
-    Raises ``ValueError`` (:data:`JSONDecodeError`) for what is not JSON.
+    orjson reads standard JSON; what it refuses goes to Python's ``json`` module, which also reads the
+    ``NaN``, ``Infinity`` and ``-Infinity`` tokens, numbers too large for a double (as infinity) and
+    unpaired surrogate escapes. Raises ``ValueError`` (:data:`JSONDecodeError`) for what is not JSON.
     """
     try:
         return orjson.loads(content)
@@ -123,6 +153,81 @@ def loads(content: bytes | bytearray | memoryview | str) -> Any:
         if isinstance(content, memoryview):
             content = bytes(content)
         return _stdlib_json.loads(content)
+
+
+# --------------------------------------------------------------------------------------------------
+# NaN and infinity tokens for dumps(..., allow_nan=True)
+
+_NAN = orjson.Fragment(b"NaN")
+_POSITIVE_INFINITY = orjson.Fragment(b"Infinity")
+_NEGATIVE_INFINITY = orjson.Fragment(b"-Infinity")
+# Values that hold no float (datetimes and pandas timestamps go to the default hook on both passes).
+_PLAIN_TYPES = (str, int, type(None), _datetime.date, _datetime.time)
+
+
+def _token(number: float) -> Any:
+    if number != number:
+        return _NAN
+    return _POSITIVE_INFINITY if number > 0 else _NEGATIVE_INFINITY
+
+
+def _mark_non_finite(value: Any) -> tuple[Any, bool]:
+    """``value`` with each non-finite number replaced by a pre-written token, and whether writing it
+    may differ from writing ``value`` (a token was put in, or an object is left to the default hook,
+    which marks what it converts).
+
+    Containers are rebuilt only along the way to a token; numbers keep their types (a float32 keeps
+    orjson's float32 form), so the output differs from the plain one only where the tokens are.
+    """
+    if isinstance(value, float):  # numpy float64 too
+        return (value, False) if math.isfinite(value) else (_token(value), True)
+    if isinstance(value, _PLAIN_TYPES):
+        return value, False
+    if isinstance(value, dict):
+        found = False
+        marked_items = {}
+        for key, item in value.items():
+            marked_items[key], hit = _mark_non_finite(item)
+            found = found or hit
+        return (marked_items, True) if found else (value, False)
+    if isinstance(value, (list, tuple)):
+        marked_list, found = _mark_items(value)
+        return (marked_list, True) if found else (value, False)
+    np = _loaded("numpy")
+    if np is not None:
+        if isinstance(value, np.ndarray):
+            kind = value.dtype.kind
+            if kind == "f":
+                if value.size == 0 or bool(np.isfinite(value).all()):
+                    return value, False
+                if value.ndim == 0:
+                    return _mark_non_finite(value[()])
+                return _mark_items(list(value))  # rows, or numpy scalars of the array's own type
+            if kind == "O":
+                return _mark_non_finite(value.tolist())
+            return value, False  # integers, booleans, datetimes: no NaN to mark
+        if isinstance(value, np.floating):
+            return (_token(float(value)), True) if not np.isfinite(value) else (value, False)
+        if isinstance(value, np.generic):
+            return value, False
+    if isinstance(value, (decimal.Decimal, set, frozenset)) or type(value).__module__.startswith("pandas"):
+        return _mark_non_finite(_json_default(value))
+    # Anything else orjson writes itself (no float inside) or hands to _json_default_marked.
+    return value, True
+
+
+def _mark_items(items: Any) -> tuple[list[Any], bool]:
+    found = False
+    marked = []
+    for item in items:
+        result, hit = _mark_non_finite(item)
+        marked.append(result)
+        found = found or hit
+    return marked, found
+
+
+def _json_default_marked(value: Any) -> Any:
+    return _mark_non_finite(_json_default(value))[0]
 
 
 def _timedelta_iso(value: Any) -> str:
@@ -224,7 +329,7 @@ def _reshape(flat: list[Any], shape: tuple[int, ...]) -> Any:
 def _values_to_list(values: Any) -> list[Any]:
     """One column's values (a numpy array or a pandas ExtensionArray) as a list orjson writes right.
 
-    Float NaN may remain in the list: orjson writes it as null.
+    Float NaN may remain in the list: :func:`dumps` writes it as null, or as NaN with ``allow_nan``.
     """
     import numpy as np
     import pandas as pd

@@ -24,8 +24,29 @@ Choices made here, beyond what MLflow specifies:
   Categoricals are sent as their values; bytes as base64 text (as MLflow expects for binary columns).
 * Tensors decoded from ``instances``/``inputs`` become numpy arrays when they are (nested) lists of
   numbers or booleans; lists holding strings, nulls, objects or ragged rows stay Python lists.
+* ``NaN``, ``Infinity`` and ``-Infinity`` tokens are read in requests and written in answers, as
+  MLflow's server (Python's ``json``) reads and writes them; requests are sent with ``null`` instead.
 * A ``str``/``bytes`` request is a pre-encoded body: a JSON object is sent as JSON, JSON that is not an
   object (a bare list, for instance) is refused because no server accepts it, and anything else is CSV.
+
+What the server hands the model for ``dataframe_split``, ``dataframe_records`` and CSV is the frame
+pandas builds from the values (as MLflow's server does for a model without a signature), with one
+change: an object column that pandas leaves untyped only because of nulls gets a type, the nullable
+``boolean`` dtype for booleans and nulls, float64 NaN for nulls alone (a one-row request with a missing
+number). JSON carries no dtypes, so from a caller's DataFrame:
+
+==========================================  =============================================================
+caller's column                             what the model receives
+==========================================  =============================================================
+int, float (NaN included), bool             the same dtype
+nullable ``Int64`` / ``boolean``            int64 / bool, or float64 NaN / ``boolean`` with a missing value
+strings                                     pandas' string dtype (object on pandas 2)
+categorical                                 its values, as strings or numbers: not ``category``
+datetime                                    ISO-8601 strings: not ``datetime64``
+==========================================  =============================================================
+
+A model that needs ``category`` or ``datetime64`` columns must convert them itself, and the server's
+400 for a frame with text columns says so.
 
 pandas and numpy are imported inside the functions that need them, never when this module loads.
 """
@@ -42,6 +63,7 @@ from .jsoncodec import (
     _NATIVE_FLOAT_SIZES,
     _NATIVE_NUMERIC_KINDS,
     _array_to_list,
+    _frame_dtypes,
     _frame_to_records,
     _is_dataframe,
     _is_ndarray,
@@ -167,7 +189,8 @@ def split_to_dataframe(obj: Mapping[str, Any], dtypes: Mapping[Any, Any] | None 
 
     ``dtypes`` (for example ``original.dtypes`` or a ``{column: dtype}`` dict) casts the named columns
     back to their original types: ISO strings to datetimes (tz-aware too), ``int64``, ``bool``,
-    categoricals, nullable ``Int64``, and so on. Columns it does not name keep the inferred dtype.
+    categoricals, nullable ``Int64``, and so on. Columns it does not name keep the dtype the scoring
+    server gives them (see the module docstring).
     Raises :class:`~deployflow.errors.InvalidInputError` (``BAD_REQUEST``) for a malformed object or a
     column that cannot take its dtype.
     """
@@ -196,11 +219,12 @@ def _split_to_frame(obj: Any) -> pd.DataFrame:
         array = _uniform_numeric_rows(data)
         if array is not None and (columns is None or len(columns) == array.shape[1]):
             return pd.DataFrame(array, columns=columns, index=index, copy=False)
-        return pd.DataFrame(data=data, columns=columns, index=index)
+        frame = pd.DataFrame(data=data, columns=columns, index=index)
     except Exception as error:  # pandas raises several types for a shape it cannot use
         raise _bad_request(
             f"'{DATAFRAME_SPLIT}' is not a valid DataFrame in split orient: {error}"
         ) from error
+    return _type_null_columns(frame)
 
 
 def _column_index(columns: Any) -> Any:
@@ -259,6 +283,25 @@ def _uniform_numeric_rows(data: Any) -> np.ndarray | None:
     except (ValueError, OverflowError, TypeError):  # ragged rows, ints beyond int64
         return None
     return array if array.ndim == 2 else None
+
+
+def _type_null_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give a type to the object columns pandas infers only because of nulls (see the module docstring):
+    booleans and nulls become the nullable ``boolean`` dtype, nulls alone become float64 NaN."""
+    if not len(frame):
+        return frame
+    from pandas.api.types import infer_dtype
+
+    for position, dtype in enumerate(_frame_dtypes(frame)):
+        if dtype != object:
+            continue
+        column = frame.iloc[:, position]
+        kind = infer_dtype(column, skipna=True)
+        if kind == "boolean":
+            frame.isetitem(position, column.astype("boolean"))
+        elif kind == "empty":
+            frame.isetitem(position, column.astype("float64"))
+    return frame
 
 
 def _apply_dtypes(frame: pd.DataFrame, dtypes: Mapping[Any, Any]) -> pd.DataFrame:
@@ -526,11 +569,12 @@ def _read_csv(body: bytes | str) -> pd.DataFrame:
 
     source = io.StringIO(body) if isinstance(body, str) else io.BytesIO(body)
     try:
-        return pd.read_csv(source)
+        frame = pd.read_csv(source)
     except Exception as error:  # EmptyDataError, ParserError, UnicodeDecodeError, ...
         raise _bad_request(
             f"The request body is not a valid CSV table (as written by DataFrame.to_csv): {error}", body
         ) from error
+    return _type_null_columns(frame)
 
 
 def _records_to_frame(records: Any) -> pd.DataFrame:
@@ -541,9 +585,10 @@ def _records_to_frame(records: Any) -> pd.DataFrame:
     import pandas as pd
 
     try:
-        return pd.DataFrame(data=records)
+        frame = pd.DataFrame(data=records)
     except Exception as error:
         raise _bad_request(f"'{DATAFRAME_RECORDS}' is not a valid list of records: {error}") from error
+    return _type_null_columns(frame)
 
 
 def _to_tensor(value: Any) -> Any:
@@ -589,7 +634,8 @@ def encode_response(predictions: Any) -> bytes:
 
     numpy arrays go out as nested lists (numeric ones written by orjson directly), a DataFrame and a
     Series as a list of records (as MLflow's server does, ``orient="records"``), and dicts, lists and
-    scalars as they are, numpy scalars and timestamps included.
+    scalars as they are, numpy scalars and timestamps included. Non-finite numbers are written as
+    ``NaN``, ``Infinity`` and ``-Infinity``, as MLflow's server writes them; NaT and NA as ``null``.
     """
     if _is_ndarray(predictions):
         value = _native_or_list(predictions)
@@ -603,4 +649,4 @@ def encode_response(predictions: Any) -> bytes:
         }
     else:
         value = predictions
-    return dumps_json({"predictions": value})
+    return dumps_json({"predictions": value}, allow_nan=True)

@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInputError
-from .jsoncodec import dumps, loads
+from .jsoncodec import dumps_text, loads
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
@@ -93,16 +93,19 @@ class PredictionsResponse(dict):
         return pd.DataFrame(data=predictions)
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str | None:
-        """Return the response as a JSON string, or write it to ``path`` and return ``None``.
+        """Return the response as JSON text, or write that text to ``path`` and return ``None``.
 
-        numpy and pandas values held in the response are converted as the scoring server would
-        (arrays to lists, timestamps to ISO-8601 strings); NaN becomes ``null``.
+        The text is what MLflow's ``PredictionsResponse.to_json`` writes, ``json.dumps`` of the dict:
+        ``{"predictions": [1, 2, 3]}``, non-ASCII characters escaped, non-finite numbers as ``NaN``,
+        ``Infinity`` and ``-Infinity``. numpy and pandas values held in the response (which MLflow's
+        cannot write) are converted as the scoring server converts them: arrays to lists, timestamps
+        to ISO-8601 strings.
         """
-        encoded = dumps(dict(self))
+        text = dumps_text(dict(self))
         if path is None:
-            return encoded.decode("utf-8")
-        with open(path, "wb") as handle:
-            handle.write(encoded)
+            return text
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
         return None
 
     @classmethod

@@ -468,28 +468,81 @@ def test_pickle_written_here_loads_in_the_server(tmp_path):
         assert ready["flavor"] == "pickle"
 
 
-def test_sklearn_frames_take_the_array_path_with_the_same_answers(tmp_path):
-    """A numeric frame whose columns are the fitted names is scored as one array; the answers match
-    sklearn's own DataFrame path, and a frame with other columns still meets sklearn's checks."""
+def takes_the_array_path(loaded: LoadedModel) -> bool:
+    return loaded.predict_function != loaded.raw.predict  # bound methods compare by function and object
+
+
+def test_sklearn_models_with_feature_names_are_scored_by_sklearn_itself(tmp_path):
+    """A model fitted on a DataFrame gets the frame as it is: its column names (and, in a pipeline,
+    its dtypes) are part of the computation, as a ColumnTransformer that selects by name shows."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    named = support.fitted_logistic_regression(n_features=4)
+    loaded = load_model(str(support.write_pickle(named, tmp_path / "named.pkl")))
+    assert not takes_the_array_path(loaded)
+    frame = pd.DataFrame(np.random.default_rng(1).normal(size=(30, 4)), columns=[f"f{i}" for i in range(4)])
+    np.testing.assert_array_equal(loaded.predict(frame), named.predict(frame))
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.predict(frame[["f1", "f0", "f2", "f3"]])
+
+    by_name = ColumnTransformer([("scaled", StandardScaler(), ["f2", "f0"])], remainder="drop")
+    pipeline = make_pipeline(by_name, LogisticRegression()).fit(frame, (frame["f0"] > 0).astype(int))
+    loaded_pipeline = load_model(str(support.write_pickle(pipeline, tmp_path / "pipeline.pkl")))
+    assert not takes_the_array_path(loaded_pipeline)
+    np.testing.assert_array_equal(loaded_pipeline.predict(frame), pipeline.predict(frame))
+    nullable = frame.assign(f1=pd.array(range(30), dtype="Int64"))
+    np.testing.assert_array_equal(loaded_pipeline.predict(nullable), pipeline.predict(nullable))
+
+
+def test_sklearn_models_fitted_on_arrays_score_numeric_frames_as_arrays(tmp_path):
+    """Without feature names, sklearn turns a frame whose columns share one numpy number dtype into the
+    array the shortcut builds; any other frame (mixed, nullable, text) goes to sklearn unchanged."""
     import warnings
 
     from sklearn.linear_model import LogisticRegression
 
-    named = support.fitted_logistic_regression(n_features=4)
-    loaded = load_model(str(support.write_pickle(named, tmp_path / "named.pkl")))
-    assert loaded.predict_function is not loaded.raw.predict  # the fast path is in place
-    rng = np.random.default_rng(1)
-    frame = pd.DataFrame(rng.normal(size=(50, 4)), columns=[f"f{i}" for i in range(4)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # sklearn's own path must not warn either
-        expected = named.predict(frame)
-    np.testing.assert_array_equal(loaded.predict(frame), expected)
-    np.testing.assert_array_equal(loaded.predict(frame.astype("float32")), named.predict(frame.astype("float32")))
-    with pytest.raises(ValueError, match="feature names"):
-        loaded.predict(frame[["f1", "f0", "f2", "f3"]])
-
-    plain = LogisticRegression().fit(frame.to_numpy(), (frame["f0"] > 0).astype(int))
-    loaded_plain = load_model(str(support.write_pickle(plain, tmp_path / "plain.pkl")))
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(40, 3))
+    plain = LogisticRegression().fit(features, (features[:, 0] > 0).astype(int))
+    loaded = load_model(str(support.write_pickle(plain, tmp_path / "plain.pkl")))
+    assert takes_the_array_path(loaded)
+    frame = pd.DataFrame(features, columns=["a", "b", "c"])
+    expected = plain.predict(features)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "X has feature names" warning per request
-        np.testing.assert_array_equal(loaded_plain.predict(frame), plain.predict(frame.to_numpy()))
+        np.testing.assert_array_equal(loaded.predict(frame), expected)
+        np.testing.assert_array_equal(loaded.predict(frame.astype("float32")), plain.predict(features.astype("float32")))
+        whole = (frame * 10).round().astype("int64")
+        np.testing.assert_array_equal(loaded.predict(whole), plain.predict(whole.to_numpy()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's own path warns about the names, as it does in-process
+        mixed = frame.assign(c=(frame["c"] * 1000).round().astype("int64"))
+        np.testing.assert_array_equal(loaded.predict(mixed), plain.predict(mixed))
+        nullable = frame.assign(c=pd.array((frame["c"] * 10).round().astype(int), dtype="Int64"))
+        np.testing.assert_array_equal(loaded.predict(nullable), plain.predict(nullable))
+        with pytest.raises(ValueError) as ours:
+            loaded.predict(frame.assign(c="text"))
+        with pytest.raises(ValueError) as theirs:
+            plain.predict(frame.assign(c="text"))
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_array_fitted_pipelines_with_user_code_keep_the_frame(tmp_path):
+    # A FunctionTransformer's function, or a class from outside sklearn, sees the input as given: a
+    # frame and an array may differ to it.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from support.model_zoo import Doubling
+
+    features = np.random.default_rng(3).normal(size=(20, 2))
+    pipeline = make_pipeline(FunctionTransformer(np.abs), LogisticRegression()).fit(features, features[:, 0] > 0)
+    assert not takes_the_array_path(load_model(str(support.write_pickle(pipeline, tmp_path / "f.pkl"))))
+    checked = make_pipeline(FunctionTransformer(np.abs, validate=True), LogisticRegression()).fit(features, features[:, 0] > 0)
+    assert takes_the_array_path(load_model(str(support.write_pickle(checked, tmp_path / "checked.pkl"))))
+    outside = make_pipeline(Doubling(), LogisticRegression()).fit(features, features[:, 0] > 0)
+    assert not takes_the_array_path(load_model(str(support.write_pickle(outside, tmp_path / "outside.pkl"))))

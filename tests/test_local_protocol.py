@@ -142,6 +142,51 @@ def test_input_forms(session, server, payload, expected):
     assert response.json() == {"predictions": expected}
 
 
+# NaN and the infinities, as MLflow's server (Python's json) reads and writes them
+NON_FINITE_BODY = '{"dataframe_split": {"columns": ["a", "b"], "data": [[NaN, 1], [Infinity, -Infinity]]}}'
+NON_FINITE_ANSWER = (
+    b'{"predictions":{"type":"DataFrame","data":{"columns":["a","b"],'
+    b'"values":[[NaN,1.0],[Infinity,-Infinity]]},"params":null}}'
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        NON_FINITE_BODY,
+        '{"dataframe_records": [{"a": NaN, "b": 1}, {"a": Infinity, "b": -Infinity}]}',
+    ],
+    ids=["split", "records"],
+)
+def test_non_finite_numbers_are_read_and_written_back_as_mlflow_does(session, server, body):
+    response = post(session, server, body, "application/json")
+    assert response.status_code == 200, response.text
+    assert response.content == NON_FINITE_ANSWER
+
+
+def test_both_http_edges_read_non_finite_answers(server):
+    import math
+
+    from deployflow.aio import AsyncHttpTransport
+    from deployflow.transport import HttpTransport
+
+    request = {"data": NON_FINITE_BODY.encode(), "headers": {"Content-Type": "application/json", **AUTH},
+               "kind": "predict"}
+
+    def check(answer: Any) -> None:
+        [[nan, one], [inf, minus_inf]] = answer["predictions"]["data"]["values"]
+        assert math.isnan(nan) and (one, inf, minus_inf) == (1.0, math.inf, -math.inf)
+
+    with HttpTransport(server.url) as transport:
+        check(transport.request_json("POST", "/invocations", **request))
+
+    async def scenario() -> Any:
+        async with AsyncHttpTransport(server.url) as transport:
+            return await transport.request_json("POST", "/invocations", **request)
+
+    check(asyncio.run(scenario()))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Malformed requests: 400 BAD_REQUEST as JSON
 

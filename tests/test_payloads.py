@@ -584,6 +584,61 @@ def test_dtype_round_trip_through_split(column_route):
     pdt.assert_frame_equal(split_to_dataframe(split, frame.dtypes), frame)
 
 
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        (CONTENT_TYPE_JSON, b'{"dataframe_split": {"columns": ["flag", "gap", "n"], "data": [[true, null, 1], [null, null, 2]]}}'),
+        (CONTENT_TYPE_JSON, b'{"dataframe_records": [{"flag": true, "gap": null, "n": 1}, {"flag": null, "n": 2}]}'),
+        (CONTENT_TYPE_CSV, b"flag,gap,n\nTrue,,1\n,,2\n"),
+    ],
+    ids=["split", "records", "csv"],
+)
+def test_booleans_with_nulls_and_columns_of_nulls_are_rebuilt(content_type, body):
+    # pandas alone would make both object columns of None; the server gives what a model can score:
+    # the nullable boolean dtype, and a float column of NaN.
+    frame = decode_request(body, content_type).data
+    assert str(frame["flag"].dtype) == "boolean"
+    assert frame["flag"].tolist() == [True, pd.NA]
+    assert frame["gap"].dtype == np.float64 and frame["gap"].isna().all()
+    assert frame["n"].dtype == np.int64
+
+
+def test_what_a_callers_frame_becomes_on_the_server(column_route):
+    # The table in the payloads module docstring, row by row.
+    frame = pd.DataFrame(
+        {
+            "int": [1, 2, 3],
+            "float": [0.5, np.nan, 1.0],
+            "bool": [True, False, True],
+            "nullable_int": pd.array([1, 2, 3], dtype="Int64"),
+            "nullable_int_gap": pd.array([1, None, 3], dtype="Int64"),
+            "nullable_bool": pd.array([True, False, True], dtype="boolean"),
+            "nullable_bool_gap": pd.array([True, None, False], dtype="boolean"),
+            "text": ["a", "b", None],
+            "category": pd.Categorical(["lo", "hi", "lo"]),
+            "when": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]),
+        }
+    )
+    rebuilt = decode_request(body_of(frame), CONTENT_TYPE_JSON).data
+    dtypes = {name: str(dtype) for name, dtype in rebuilt.dtypes.items()}
+    assert dtypes["int"] == "int64" and dtypes["float"] == "float64" and dtypes["bool"] == "bool"
+    assert dtypes["nullable_int"] == "int64" and dtypes["nullable_int_gap"] == "float64"
+    assert dtypes["nullable_bool"] == "bool" and dtypes["nullable_bool_gap"] == "boolean"
+    assert rebuilt["nullable_int_gap"].isna().tolist() == [False, True, False]
+    for name in ("text", "category", "when"):
+        assert not isinstance(rebuilt[name].dtype, (pd.CategoricalDtype, pd.DatetimeTZDtype))
+        assert rebuilt[name].dtype.kind == "O", name  # pandas' string dtype, or object on pandas 2
+    assert rebuilt["category"].tolist() == ["lo", "hi", "lo"]
+    assert rebuilt["when"].tolist() == ["2024-01-01T00:00:00", "2024-01-02T00:00:00", "2024-01-03T00:00:00"]
+
+
+def test_other_object_columns_are_left_as_pandas_reads_them():
+    body = b'{"dataframe_split": {"columns": ["mixed", "text"], "data": [[1, "a"], ["x", null], [null, "c"]]}}'
+    frame = decode_request(body, CONTENT_TYPE_JSON).data
+    assert frame["mixed"].dtype == object and frame["mixed"].tolist() == [1, "x", None]
+    assert frame["text"].tolist()[::2] == ["a", "c"] and pd.isna(frame["text"].iloc[1])
+
+
 def test_dtype_round_trip_through_the_wire(column_route):
     frame = typed_frame()
     body = body_of(frame)
@@ -634,7 +689,9 @@ def test_split_to_dataframe_validates_like_the_server():
 
 def test_encode_response_forms():
     assert encode_response(np.array([0, 1])) == b'{"predictions":[0,1]}'
-    assert encode_response(np.array([[0.5, np.nan]])) == b'{"predictions":[[0.5,null]]}'
+    # non-finite numbers as MLflow's server writes them (Python's json): bare NaN and Infinity tokens
+    assert encode_response(np.array([[0.5, np.nan]])) == b'{"predictions":[[0.5,NaN]]}'
+    assert encode_response([np.inf, -np.inf, None]) == b'{"predictions":[Infinity,-Infinity,null]}'
     assert encode_response(np.arange(4).reshape(2, 2)[:, 0]) == b'{"predictions":[0,2]}'
     assert encode_response([1, "a", None]) == b'{"predictions":[1,"a",null]}'
     assert encode_response("text") == b'{"predictions":"text"}'
@@ -654,7 +711,7 @@ def test_encode_response_frame_and_series_are_records(column_route):
     )
     assert encode_response(frame) == (
         b'{"predictions":[{"label":"a","score":0.5,"t":"2024-01-01T00:00:00"},'
-        b'{"label":"b","score":null,"t":null}]}'
+        b'{"label":"b","score":NaN,"t":null}]}'
     )
     # as MLflow's server does: a Series becomes records of a one-column frame
     assert encode_response(pd.Series([1, 2], name="y")) == b'{"predictions":[{"y":1},{"y":2}]}'

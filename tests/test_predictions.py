@@ -136,11 +136,38 @@ def test_to_json_converts_numpy_and_pandas_values():
     response = PredictionsResponse(
         {"predictions": np.array([[1.5, np.nan]]), "when": pd.Timestamp("2024-05-01 12:00"), "n": np.int64(3)}
     )
-    assert json.loads(response.to_json()) == {
-        "predictions": [[1.5, None]],
-        "when": "2024-05-01T12:00:00",
-        "n": 3,
-    }
+    assert response.to_json() == '{"predictions": [[1.5, NaN]], "when": "2024-05-01T12:00:00", "n": 3}'
+
+
+# What mlflow.deployments.PredictionsResponse.to_json writes (json.dumps of the dict) for the same answers.
+MLFLOW_TEXTS = [
+    ({"predictions": [1, 2, 3]}, '{"predictions": [1, 2, 3]}'),
+    ({"predictions": [0.1, 2.5e-08, 1e+300, -0.0]}, '{"predictions": [0.1, 2.5e-08, 1e+300, -0.0]}'),
+    (
+        {"predictions": [float("nan"), float("inf"), float("-inf"), None]},
+        '{"predictions": [NaN, Infinity, -Infinity, null]}',
+    ),
+    (
+        {"predictions": [{"label": "caf\u00e9", "ok": True}], "model_version": "2"},
+        '{"predictions": [{"label": "caf\\u00e9", "ok": true}], "model_version": "2"}',
+    ),
+    ({"predictions": {"a": [1], "b": {"c": "x\ny\""}}}, '{"predictions": {"a": [1], "b": {"c": "x\\ny\\""}}}'),
+    ({"predictions": "text"}, '{"predictions": "text"}'),
+    ({"predictions": []}, '{"predictions": []}'),
+]
+
+
+@pytest.mark.parametrize("answer, text", MLFLOW_TEXTS)
+def test_to_json_writes_what_mlflow_writes(answer, text):
+    assert json.dumps(answer) == text  # the literal is MLflow's own output
+    assert PredictionsResponse(answer).to_json() == text
+
+
+@pytest.mark.parametrize("answer, text", MLFLOW_TEXTS)
+def test_to_json_with_a_path_writes_the_same_text(tmp_path, answer, text):
+    target = tmp_path / "out.json"
+    assert PredictionsResponse(answer).to_json(target) is None
+    assert target.read_bytes() == text.encode("ascii")
 
 
 def test_to_json_writes_a_file_and_returns_none(tmp_path):
@@ -152,6 +179,13 @@ def test_to_json_writes_a_file_and_returns_none(tmp_path):
     # str paths work too
     assert response.to_json(str(tmp_path / "again.json")) is None
     assert (tmp_path / "again.json").read_bytes() == target.read_bytes()
+
+
+def test_from_json_reads_non_finite_numbers():
+    response = PredictionsResponse.from_json('{"predictions": [NaN, Infinity, -Infinity]}')
+    values = response["predictions"]
+    assert np.isnan(values[0]) and values[1:] == [np.inf, -np.inf]
+    assert response.to_json() == '{"predictions": [NaN, Infinity, -Infinity]}'
 
 
 def test_from_json_round_trip_from_str_and_bytes():

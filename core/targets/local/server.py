@@ -30,9 +30,14 @@ HTTP interface (as ``mlflow models serve``, see :mod:`deployflow.payloads` for t
                                   ``{"predictions": ...}``. Needs the token if set.
 ================================  ============================================================
 
+As in MLflow, ``NaN``, ``Infinity`` and ``-Infinity`` are read in request bodies and written as those
+tokens in answers.
+
 Errors are JSON ``{"error_code": ..., "message": ...}`` except 415, which is plain text as in MLflow:
 400 ``BAD_REQUEST`` for a malformed body, and for an exception raised by the model (as MLflow: the model
-is told bad input; an exception carrying its own ``error_code`` and HTTP status keeps them), 401
+is told bad input; an exception carrying its own ``error_code`` and HTTP status keeps them; when the
+input was a frame with text columns, the message adds that categoricals and datetimes arrive as their
+values and ISO-8601 strings, see :mod:`deployflow.payloads`), 401
 ``UNAUTHENTICATED``, 404 ``ENDPOINT_NOT_FOUND``, 405 for a wrong method, 413
 ``RESOURCE_LIMIT_EXCEEDED`` for a body over ``max_request_bytes`` (checked on Content-Length before
 reading, and counted while reading chunked bodies), 415 for a Content-Type other than JSON or CSV in
@@ -326,7 +331,22 @@ _PING: Response = (200, [_JSON_TYPE, (b"content-length", b"1")], b"\n")
 _ROUTES_HINT = "this server answers GET /ping, GET /health, GET /version and POST /invocations"
 
 
-def _model_error(exc: BaseException) -> Response:
+# Added to the 400 for a model that failed on a frame with text columns: the likely cause is a dtype
+# that JSON cannot carry (the table in deployflow.payloads).
+_DTYPES_NOTE = (
+    " Note: JSON carries no dtypes, so categorical columns arrive as their values and datetimes as "
+    "ISO-8601 strings; a model that needs category or datetime64 columns must convert them itself."
+)
+
+
+def _has_text_columns(data: Any) -> bool:
+    dtypes = getattr(data, "dtypes", None)
+    if dtypes is None or not hasattr(data, "columns"):
+        return False
+    return any(getattr(dtype, "kind", "") == "O" for dtype in dtypes)
+
+
+def _model_error(exc: BaseException, data: Any = None) -> Response:
     """The answer for an exception raised by the model (MLflow's rules, see the module docstring)."""
     code = getattr(exc, "error_code", None)
     status: Any = None
@@ -343,7 +363,7 @@ def _model_error(exc: BaseException) -> Response:
         400,
         "BAD_REQUEST",
         "Encountered an unexpected error while evaluating the model. Verify that the input is compatible "
-        f"with the model for inference. Error: {detail}",
+        f"with the model for inference. Error: {detail}" + (_DTYPES_NOTE if _has_text_columns(data) else ""),
     )
 
 
@@ -639,7 +659,7 @@ class ScoringApp:
             _logger.error(
                 "the model raised %s: %s", type(exc).__name__, exc, exc_info=_logger.isEnabledFor(logging.DEBUG)
             )
-            return _model_error(exc)
+            return _model_error(exc, data)
         try:
             return _ok_json(encode_response(predictions))
         except Exception as exc:
