@@ -12,10 +12,10 @@ code written for ``mlflow.deployments`` work unchanged. On top of it every targe
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import NotSupportedError, is_not_found
-from .redaction import redact
+from .redaction import protect_options, redact
 from .status import State, Status, status_from_record
 from .waiting import DEFAULT_WAIT_TIMEOUT, StatusCallback, WaitPlan, wait_until_ready, wait_until_ready_async
 
@@ -31,11 +31,21 @@ class BaseDeploymentClient(abc.ABC):
     has endpoints), and overrides :meth:`deployment_status` / :meth:`endpoint_status` when it can say
     more than "exists". Construct clients with :func:`deployflow.get_deploy_client`, which passes the
     full target URI and any keyword options (credentials, timeouts, retry settings).
+
+    The options are kept in :attr:`options`. Those a target names in :attr:`secret_options` are kept
+    wrapped in :class:`~deployflow.redaction.Secret`, so printing or logging the options, or the
+    client, never shows a credential; ``get_deploy_client(client.target_uri, **client.options)``
+    still builds an equal client.
     """
+
+    #: Names of the constructor options that hold credentials (``"token"``, ``"api_key"``, ...). When
+    #: ``"headers"`` is listed, the values of its credential headers (``Authorization``, ``api-key``,
+    #: ...) are wrapped instead of the whole dict. Empty here: a plugin opts in.
+    secret_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, target_uri: str, **options: Any) -> None:
         self.target_uri = target_uri
-        self.options = options
+        self.options = protect_options(options, self.secret_options)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(target_uri={redact(getattr(self, 'target_uri', '?'))!r})"

@@ -14,6 +14,9 @@ How failures look, for people and for scripts:
 
 * a usage mistake (a missing or malformed option) prints one ``Error: ...`` line and exits with 2;
 * a :class:`~deployflow.DeploymentError` prints ``Error: <message>`` and exits with 1;
+* a file that cannot be read or written prints what went wrong and the path; a bad ``--input-path``
+  or ``--output-path`` is a usage mistake (exit 2, checked before anything is sent to the target),
+  other file errors exit with 1;
 * any other exception prints ``Error: <type>: <message>`` and exits with 1;
 * a traceback is printed only with ``deployflow --debug`` or ``DEPLOYFLOW_DEBUG=1``.
 
@@ -118,6 +121,10 @@ def _print_error(message: str) -> None:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, DeploymentError):
         return str(exc)
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        # "No such file or directory: 'out/x.json'" says it all; the class name adds nothing.
+        paths = " -> ".join(repr(os.fsdecode(name)) for name in (exc.filename, exc.filename2) if name is not None)
+        return f"{exc.strerror}: {paths}"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -268,17 +275,37 @@ _endpoint_config_option = click.option(
     callback=_parse_config,
     help="Target-specific configuration of the endpoint, as -C name=value; repeat for several.",
 )
+
+
+def _check_output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse an output file that cannot be created, before anything is scored for it."""
+    if value is None:
+        return None
+    directory = os.path.dirname(value) or "."
+    if not os.path.exists(directory):
+        problem = f"the directory {directory!r} does not exist"
+    elif not os.path.isdir(directory):
+        problem = f"{directory!r} is not a directory"
+    elif not os.path.exists(value) and not os.access(directory, os.W_OK | os.X_OK):
+        problem = f"the directory {directory!r} is not writable"
+    else:
+        return value
+    raise click.BadParameter(f"Cannot write {value!r}: {problem}.", ctx, param)
+
+
+# path_type=str: callers may pass pathlib.Path objects (MLflow's CLI tests do); commands get strings.
 _input_option = click.option(
     "--input-path",
     "-I",
     required=True,
-    type=click.Path(exists=True, dir_okay=False),
+    type=click.Path(exists=True, dir_okay=False, path_type=str),
     help="Input file: JSON, or CSV when the name ends in .csv (see --content-type).",
 )
 _output_option = click.option(
     "--output-path",
     "-O",
-    type=click.Path(dir_okay=False, writable=True),
+    type=click.Path(dir_okay=False, writable=True, path_type=str),
+    callback=_check_output_path,
     help="File to write the results to, as JSON. Without it the JSON is printed to stdout.",
 )
 _content_type_option = click.option(
@@ -380,7 +407,20 @@ def _input_kind(path: str, content_type: str | None) -> str:
     return "csv" if path.lower().endswith(".csv") else "json"
 
 
-def read_input(path: str, content_type: str | None = None, *, for_endpoint: bool = False) -> Any:
+def _read_text(path: str) -> str:
+    """The file's text; :class:`~deployflow.InvalidInputError` naming the line when it is not UTF-8."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        problem = f"{path} is not UTF-8 text (line {line} holds bytes UTF-8 does not allow); save it as UTF-8"
+    raise InvalidInputError(problem)
+
+
+def read_input(
+    path: str | os.PathLike[str], content_type: str | None = None, *, for_endpoint: bool = False
+) -> Any:
     """Read a ``predict``/``explain`` input file into what the client method receives.
 
     * CSV: a pandas DataFrame (``pandas.read_csv``).
@@ -390,16 +430,21 @@ def read_input(path: str, content_type: str | None = None, *, for_endpoint: bool
       it is, because turning it into a table would lose its meaning.
     * JSON for an endpoint (``--endpoint``): the parsed JSON as it is; endpoint inputs are request
       bodies such as ``{"messages": [...]}``, not tables.
+
+    ``path`` is a string or a :class:`pathlib.Path`. The file must be UTF-8 text; a file that is not
+    raises :class:`~deployflow.InvalidInputError`, and one that cannot be read raises the
+    :class:`OSError`.
     """
+    path = os.fspath(path)
     kind = _input_kind(path, content_type)
+    text = _read_text(path)
     if kind == "csv":
         pd = require("pandas", "batch", "reading a CSV input file")
         try:
-            return pd.read_csv(path)
+            return pd.read_csv(io.StringIO(text))
         except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise InvalidInputError(f"Cannot read {path} as CSV: {exc}") from exc
 
-    text = Path(path).read_text(encoding="utf-8")
     try:
         parsed = json.loads(text)
     except ValueError as exc:
@@ -429,17 +474,30 @@ def _to_json_text(result: Any) -> str:
         text = to_json()
         if isinstance(text, str):
             return text
-    from .jsoncodec import dumps
+    from .jsoncodec import dumps_text
 
-    return dumps(result).decode("utf-8")
+    return dumps_text(result)  # the spacing and NaN tokens of json.dumps, as PredictionsResponse writes
 
 
 def _write_result(result: Any, output_path: str | None) -> None:
     text = _to_json_text(result)
     if output_path:
-        Path(output_path).write_text(text, encoding="utf-8")
+        try:
+            Path(output_path).write_text(text, encoding="utf-8")
+        except OSError as exc:  # checked before scoring; this is the disk or a race, not the argument
+            raise click.ClickException(f"Cannot write the results to {output_path!r}: {exc.strerror or exc}") from exc
     else:
         click.echo(text)
+
+
+def _read_input_argument(path: str, content_type: str | None, for_endpoint: bool) -> Any:
+    """:func:`read_input` for the ``--input-path`` option: a file that cannot be read is a bad argument."""
+    try:
+        return read_input(path, content_type, for_endpoint=for_endpoint)
+    except OSError as exc:
+        ctx = click.get_current_context()
+        param = next((p for p in ctx.command.params if p.name == "input_path"), None)
+        raise click.BadParameter(f"Cannot read {path!r}: {exc.strerror or exc}.", ctx, param) from exc
 
 
 def _configure_debug_logging(ctx: click.Context) -> None:
@@ -606,7 +664,7 @@ def _score(
 ) -> None:
     """What `predict` and `explain` share: read the input, call the client's ``method``, write JSON."""
     _exactly_one_of_name_or_endpoint(name, endpoint)
-    inputs = read_input(input_path, content_type, for_endpoint=endpoint is not None)
+    inputs = _read_input_argument(input_path, content_type, endpoint is not None)
     with _client(target) as client:
         result = _call(getattr(client, method), name, inputs, endpoint=endpoint)
     _write_result(result, output_path)

@@ -10,6 +10,11 @@ The target's name is the URI's scheme (``databricks://prod`` -> ``databricks``; 
 3. entry points in the group ``deployflow.targets``;
 4. entry points in the group ``mlflow.deployments`` (MLflow plugins).
 
+A URI with a scheme must say something after it: ``local:``, ``local://`` and ``local:///`` are refused,
+because they are what ``local:$STATE_DIR`` becomes when the variable is empty, and quietly meaning the
+target's default (or the root directory) would hide that mistake. The bare name (``local``) asks for
+the default, for a target that has one.
+
 An entry point never replaces a built-in of the same name. Nothing is imported until a target is used,
 and each target is imported once per process (thread-safe). A target module provides exactly one
 client class, ``run_local(name, model_uri, flavor=None, config=None)`` and ``target_help()``, as MLflow
@@ -71,6 +76,11 @@ class TargetURI:
         name = name.split("+", 1)[0]
         if not name or "/" in name or ":" in name:
             raise TargetError(_not_a_uri(self.uri))
+        if parsed.scheme and not self.uri.strip()[len(parsed.scheme) + 1 :].strip("/"):
+            raise TargetError(
+                f"{redact(repr(self.uri))} has nothing after '{parsed.scheme}:' (an empty variable?); "
+                f"`deployflow help -t {name}` lists the URI forms of target '{name}'"
+            )
         object.__setattr__(self, "name", name)
 
     def __repr__(self) -> str:

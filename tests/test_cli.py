@@ -325,6 +325,126 @@ def test_predict_with_invalid_json_is_an_input_error(calls: list[Call], tmp_path
     assert calls == []
 
 
+@pytest.mark.parametrize("command", ["predict", "explain"])
+def test_paths_may_be_given_as_path_objects_as_mlflows_tests_do(command: str, calls: list[Call], tmp_path: Path) -> None:
+    # MLflow's ported CLI tests invoke the command with pathlib.Path arguments; click passes them on.
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([{"a": 1}]), encoding="utf-8")
+    table = tmp_path / "rows.csv"
+    table.write_text("a\n1\n", encoding="utf-8")
+    output = tmp_path / "out.json"
+
+    for source in (rows, table):
+        result = runner().invoke(cli.cli, [command, "-t", "recordtarget", "--name", "n", "--input-path", source])
+        assert result.exit_code == 0, result.stderr
+        result = runner().invoke(cli.cli, [command, "-t", "recordtarget", "--name", "n", "-I", source, "-O", output])
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(output.read_text(encoding="utf-8"))
+    assert len([name for _, name, _ in calls if name == command]) == 4
+
+
+def test_read_input_takes_a_path_object(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([{"a": 1}]), encoding="utf-8")
+    assert cli.read_input(rows).to_dict(orient="list") == {"a": [1]}
+    assert cli.read_input(rows, for_endpoint=True) == [{"a": 1}]
+    table = tmp_path / "ROWS.CSV"
+    table.write_text("a\n2\n", encoding="utf-8")
+    assert cli.read_input(table).to_dict(orient="list") == {"a": [2]}
+
+
+@pytest.mark.parametrize("command", ["predict", "explain"])
+@pytest.mark.parametrize("where", ["nodir/out.json", "afile.txt/out.json"], ids=["missing-directory", "under-a-file"])
+def test_an_output_path_that_cannot_be_written_is_a_usage_error_before_scoring(
+    command: str, where: str, calls: list[Call], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile.txt").write_text("not a directory", encoding="utf-8")
+    path = write(tmp_path, "rows.json", json.dumps([{"a": 1}]))
+
+    result = invoke(command, "-t", "recordtarget", "--name", "n", "-I", path, "-O", where)
+
+    line = assert_one_error_line(result, 2)
+    assert where in line and "--output-path" in line
+    assert "FileNotFoundError" not in line and "NotADirectoryError" not in line and "Errno" not in line
+    assert calls == []  # nothing was scored for an answer that could not be kept
+
+
+def test_console_script_reports_an_unwritable_output_path_with_exit_2(tmp_path: Path) -> None:
+    path = write(tmp_path, "rows.json", json.dumps([{"a": 1}]))
+    missing = tmp_path / "nodir" / "out.json"
+
+    done = run_script("predict", "-t", "recordtarget", "--name", "n", "-I", path, "-O", str(missing))
+
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("Error: Invalid value for '--output-path' / '-O': ")
+    assert str(missing) in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_input_file_that_is_not_utf8_is_an_input_error(calls: list[Call], tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes('[{"name": "Zoë"}]'.encode("latin-1"))
+
+    result = invoke("predict", "-t", "recordtarget", "--name", "n", "-I", str(path))
+
+    line = assert_one_error_line(result, 1)
+    assert str(path) in line and "UTF-8" in line and "UnicodeDecodeError" not in line
+    assert calls == []
+
+
+def test_an_input_file_that_cannot_be_read_is_a_usage_error(calls: list[Call]) -> None:
+    # /proc/self/mem exists and passes the permission check, but reading it fails with EIO.
+    unreadable = "/proc/self/mem"
+    if not os.path.exists(unreadable):
+        pytest.skip("needs Linux's /proc")
+
+    for content_type in ("json", "csv"):
+        result = invoke("predict", "-t", "recordtarget", "--name", "n", "-I", unreadable, "--content-type", content_type)
+        line = assert_one_error_line(result, 2)
+        assert line.startswith("Error: Invalid value for '--input-path' / '-I': ")
+        assert unreadable in line and "OSError" not in line
+    assert calls == []
+
+
+def test_a_failure_to_write_the_results_is_one_line_with_exit_1(tmp_path: Path) -> None:
+    # /dev/full passes every check (it exists and is writable) and then refuses the write: ENOSPC.
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs Linux's /dev/full")
+    path = write(tmp_path, "rows.json", json.dumps([{"a": 1}]))
+
+    result = invoke("predict", "-t", "recordtarget", "--name", "n", "-I", path, "-O", "/dev/full")
+
+    line = assert_one_error_line(result, 1)
+    assert line == "Error: Cannot write the results to '/dev/full': No space left on device"
+
+
+def test_a_file_error_raised_by_a_target_is_one_plain_line(tmp_path: Path) -> None:
+    missing = tmp_path / "catalog.json"
+
+    class FileBackedClient(deployflow.BaseDeploymentClient):
+        def list_deployments(self, endpoint: Any = None) -> Any:
+            return json.loads(missing.read_text())
+
+        create_deployment = update_deployment = delete_deployment = get_deployment = predict = None  # type: ignore[assignment]
+
+    deployflow.register_target("filetarget", FileBackedClient)
+    result = invoke("list", "-t", "filetarget")
+
+    line = assert_one_error_line(result, 1)
+    assert line == f"Error: No such file or directory: {str(missing)!r}"
+
+
+def test_a_local_uri_with_nothing_after_the_scheme_is_refused() -> None:
+    for uri in ("local:", "local://", "local:///"):
+        result = invoke("list", "-t", uri)
+        line = assert_one_error_line(result, 1)
+        assert repr(uri) in line and "'local'" in line
+    done = run_script("list", "-t", "local:")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("Error: 'local:' has nothing after 'local:'") and len(done.stderr.splitlines()) == 1
+
+
 def test_explain_writes_the_explanation_as_json_records(calls: list[Call], tmp_path: Path) -> None:
     path = write(tmp_path, "rows.json", json.dumps([{"a": 1, "b": 2}]))
 

@@ -98,6 +98,17 @@ def test_something_that_is_not_a_uri_is_refused(uri: Any) -> None:
         registry.parse_target_uri(uri)
 
 
+@pytest.mark.parametrize("uri", ["local:", "local://", "local:///", "recordtarget:", "recordtarget:/", "recordtarget://"])
+def test_a_scheme_with_nothing_after_it_is_refused(uri: str) -> None:
+    # "local:$STATE_DIR" with the variable unset must not quietly mean the default state directory.
+    with pytest.raises(TargetError) as caught:
+        deployflow.get_deploy_client(uri)
+    name = uri.split(":", 1)[0]
+    assert str(caught.value).startswith(f"{uri!r} has nothing after")
+    assert f"'{name}'" in str(caught.value)
+    assert registry.parse_target_uri(name).name == name
+
+
 def test_a_uri_with_credentials_is_masked_in_its_repr() -> None:
     parsed = registry.parse_target_uri("recordtarget://user:s3cretpassword@host")
     assert "s3cretpassword" not in repr(parsed)

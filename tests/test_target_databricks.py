@@ -6,8 +6,11 @@ reads of the endpoint, or end UPDATE_FAILED for model versions it was told to fa
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -466,7 +469,7 @@ def test_credentials_from_profiles(fake, monkeypatch, tmp_path):
     assert resolve_credentials("databricks").source == f"profile 'prod' of {config}"
     # A profile without a token does not borrow DEFAULT's: that token would go to another host.
     with pytest.raises(AuthenticationError, match="has no token") as caught:
-        get_deploy_client("databricks://hostonly")
+        get_deploy_client("databricks://hostonly").list_endpoints()
     assert DEFAULT_TOKEN not in str(caught.value)
 
 
@@ -475,6 +478,12 @@ def test_the_default_config_file_is_in_the_home_directory(fake, monkeypatch, tmp
     write_config(tmp_path / ".databrickscfg", f"[dev]\nhost = {fake.url}\ntoken = {DEFAULT_TOKEN}\n")
     with get_deploy_client("databricks://dev") as client:
         assert client.list_endpoints() == []
+
+
+def test_the_config_file_option_takes_a_path_object(fake, tmp_path):
+    config = write_config(tmp_path / "cfg", f"[dev]\nhost = {fake.url}\ntoken = {DEFAULT_TOKEN}\n")
+    with get_deploy_client("databricks://dev", config_file=config) as client:
+        assert client.list_endpoints() == [] and client.credentials.source == f"profile 'dev' of {config}"
 
 
 def test_options_beat_the_environment(fake, monkeypatch):
@@ -492,32 +501,141 @@ def test_hosts_without_a_scheme_are_https():
 
 def test_missing_credentials(monkeypatch):
     with pytest.raises(AuthenticationError, match="No Databricks host and token found") as caught:
-        get_deploy_client("databricks")
+        get_deploy_client("databricks").list_endpoints()
     assert "DATABRICKS_HOST" in str(caught.value) and "databrickscfg" in str(caught.value)
     monkeypatch.setenv("DATABRICKS_HOST", "https://h.example.com")
     with pytest.raises(AuthenticationError, match="has no token"):
-        get_deploy_client("databricks")
+        get_deploy_client("databricks").list_endpoints()
     monkeypatch.delenv("DATABRICKS_HOST")
     secret = "dapi" + "9" * 32
     with pytest.raises(AuthenticationError, match="No Databricks host") as caught:
-        get_deploy_client("databricks", token=secret, config_file="/nonexistent/cfg")
+        get_deploy_client("databricks", token=secret, config_file="/nonexistent/cfg").get_endpoint("e")
     assert secret not in str(caught.value)
+
+
+def test_a_client_without_credentials_is_built_and_its_first_request_says_how_to_configure(fake, monkeypatch):
+    # As MLflow's client: building it in a module body (a DAG file, a notebook cell) never fails.
+    code = "from deployflow import get_deploy_client\nclient = get_deploy_client('databricks')\nprint(repr(client))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "DatabricksDeploymentClient(target_uri='databricks')"
+
+    client = get_deploy_client("databricks", **FAST)
+    assert repr(client) == "DatabricksDeploymentClient(target_uri='databricks')"
+    with pytest.raises(AuthenticationError) as caught:
+        client.list_endpoints()
+    message = str(caught.value)
+    assert message.startswith("No Databricks host and token found. Pass host= and token= to get_deploy_client, ")
+    assert "set DATABRICKS_HOST and DATABRICKS_TOKEN" in message and "'databricks://<profile>'" in message
+    assert not caught.value.retryable and not fake.requests
+    with pytest.raises(AuthenticationError, match="No Databricks host and token found"):
+        client.endpoint_status("chat")
+
+    # A failure is not remembered: once credentials exist, the same client works ...
+    monkeypatch.setenv("DATABRICKS_HOST", fake.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", DEFAULT_TOKEN)
+    assert client.list_endpoints() == []
+    assert repr(client) == f"DatabricksDeploymentClient(target_uri='databricks', host={fake.url!r})"
+    # ... and what it found is kept: they are resolved once, not on every request.
+    monkeypatch.setenv("DATABRICKS_HOST", "https://elsewhere.invalid")
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi" + "1" * 32)
+    assert client.list_endpoints() == [] and client.host == fake.url
+    client.close()
+
+
+def test_the_cli_reports_missing_credentials_in_one_line():
+    script = Path(sys.executable).with_name("deployflow")
+    done = subprocess.run([str(script), "list", "-t", "databricks"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("Error: No Databricks host and token found. Pass host= and token= to get_deploy_client")
+
+
+def test_credentials_are_resolved_once_when_many_threads_start_at_once(fake, monkeypatch, tmp_path):
+    config = write_config(tmp_path / "cfg", f"[DEFAULT]\nhost = {fake.url}\ntoken = {DEFAULT_TOKEN}\n")
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config))
+    client = get_deploy_client("databricks", **FAST)
+    start = threading.Barrier(12)
+    seen, failures = [], []
+
+    def first_request():
+        start.wait()
+        try:
+            client.list_endpoints()
+            seen.append(client.credentials)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=first_request) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert failures == [] and len(seen) == 12
+    assert len({id(found) for found in seen}) == 1
+    config.write_text("[DEFAULT]\nhost = https://elsewhere.invalid\ntoken = dapi-other-token-0000\n", encoding="utf-8")
+    assert client.list_endpoints() == [] and client.credentials is seen[0]
+    assert len(fake.requests_to("GET", "/api/2.0/serving-endpoints")) == 13
+    client.close()
+
+
+HIDDEN = "Zq8x-hidden-Token-4471-kept-out"
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    found, current = [], error
+    while current is not None and current not in found:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        (f"[prod]\nhost = https://h.example.com\ntoken {HIDDEN}\n".encode(), 3),
+        (f"token = {HIDDEN}\n[prod]\nhost = https://h.example.com\n".encode(), 1),
+        (f"[prod]\nhost = https://h.example.com\n\n  {HIDDEN}\n[other\n".encode(), 5),
+        (f"[prod]\nhost = https://h.example.com\ntoken = {HIDDEN}\xff\n".encode("latin-1"), 3),
+    ],
+    ids=["line-without-equals", "no-section-header", "bad-lines", "not-utf-8"],
+)
+def test_a_malformed_config_file_names_the_line_but_never_shows_it(tmp_path, monkeypatch, content, line):
+    config = tmp_path / "databrickscfg"
+    config.write_bytes(content)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config))
+    client = get_deploy_client("databricks://prod")
+    with pytest.raises(TargetError) as caught:
+        client.list_endpoints()
+    error = caught.value
+    assert str(config) in str(error) and f"line {line}" in str(error)
+    assert _chain(error) == [error]  # no cause or context that holds the raw line
+    shown = [str(error), repr(error), repr(error.args), "".join(traceback.format_exception(error))]
+    for text in shown:
+        assert HIDDEN not in text and "Zq8x" not in text
+
+    script = Path(sys.executable).with_name("deployflow")
+    done = subprocess.run([str(script), "--debug", "list", "-t", "databricks://prod"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Zq8x" not in done.stderr and "Zq8x" not in done.stdout
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"Error: The Databricks config file {config} cannot be read") and f"line {line}" in last
 
 
 def test_unknown_profile_and_missing_file(tmp_path, monkeypatch):
     config = write_config(tmp_path / "cfg", "[one]\nhost = https://h.example.com\ntoken = dapi-secret-value-123\n\n[two]\nhost = https://h2.example.com\ntoken = dapi-secret-value-456\n")
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config))
     with pytest.raises(TargetError, match=r"profile 'three' is not in .*cfg \(profiles there: one, two\)") as caught:
-        get_deploy_client("databricks://three")
+        get_deploy_client("databricks://three").list_endpoints()
     assert "dapi-secret" not in str(caught.value)
     monkeypatch.setenv("DATABRICKS_CONFIG_PROFILE", "four")
     with pytest.raises(TargetError, match="'four' is not in"):
-        get_deploy_client("databricks")
+        get_deploy_client("databricks").list_endpoints()
     with pytest.raises(TargetError, match="does not exist"):
-        get_deploy_client("databricks://one", config_file=str(tmp_path / "missing"))
+        get_deploy_client("databricks://one", config_file=str(tmp_path / "missing")).list_endpoints()
     write_config(config, "this is not an ini file")
     with pytest.raises(TargetError, match="cannot be read"):
-        get_deploy_client("databricks://one")
+        get_deploy_client("databricks://one").list_endpoints()
 
 
 @pytest.mark.parametrize(
@@ -525,7 +643,12 @@ def test_unknown_profile_and_missing_file(tmp_path, monkeypatch):
     ["databricks:/prod", "databricks://", "databricks://a:b", "databricks://p/extra", "databricks://p?x=1", "databricks://u@p", "databricks:prod"],
 )
 def test_malformed_uris(uri):
+    from deployflow.targets.databricks import DatabricksDeploymentClient
+
     with pytest.raises(TargetError, match="not a Databricks target URI"):
+        DatabricksDeploymentClient(uri, host="https://h.example.com", token="dapi-abcdefghij")
+    # Through the registry, a scheme with nothing after it is refused before the target sees it.
+    with pytest.raises(TargetError, match="not a Databricks target URI" if uri != "databricks://" else "has nothing after"):
         get_deploy_client(uri, host="https://h.example.com", token="dapi-abcdefghij")
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import pickle
 import threading
 
 import pytest
@@ -62,6 +65,42 @@ def test_list_endpoints_follows_every_page(fake):
     assert first.name == "ep0" and first.model_dump() == first.dict()
     first.dict()["model"]["name"] = "changed"
     assert first["model"]["name"] == "m0"  # .dict() is a copy, as pydantic's is
+
+
+LIMITED = {
+    "name": "limited",
+    "endpoint_type": "llm/v1/chat",
+    "model": {"name": "gpt-4o-mini", "provider": "openai"},
+    "limit": {"calls": 10, "key": None, "renewal_period": "minute"},
+}
+NAMELESS_MODEL = {"name": "routed", "endpoint_type": "llm/v1/embeddings", "model": {"provider": "databricks"}}
+
+
+def test_nested_records_read_as_attributes_as_mlflows_endpoint_does(fake, client):
+    # MLflow's Endpoint has model: EndpointModelInfo(name=None default, provider) and limit: Limit | None.
+    fake.endpoints = [*DEFAULT_ENDPOINTS, LIMITED, NAMELESS_MODEL]
+    chat = client.get_endpoint("chat")
+    assert chat.model.name == "gpt-3.5-turbo" and chat.model.provider == "openai"
+    assert chat["model"].name == "gpt-3.5-turbo" and chat.model["provider"] == "openai"
+    assert chat.limit is None  # not configured: None, as MLflow's optional field
+    limited = client.get_endpoint("limited")
+    assert limited.limit.calls == 10 and limited.limit.renewal_period == "minute" and limited.limit.key is None
+    assert client.get_endpoint("routed").model.name is None
+    listed = {endpoint.name: endpoint for endpoint in client.list_endpoints()}
+    assert listed["chat"].model.name == "gpt-3.5-turbo" and listed["limited"].limit.calls == 10
+    assert [e.model.provider for e in client.list_endpoints()] == ["openai", "openai", "openai", "openai", "databricks"]
+    # Still plain dicts for everything that expects one.
+    assert isinstance(chat, dict) and isinstance(chat.model, dict)
+    assert chat == {**DEFAULT_ENDPOINTS[0], "endpoint_url": f"{fake.url}/gateway/chat/invocations"}
+    assert json.loads(json.dumps(chat))["model"] == {"name": "gpt-3.5-turbo", "provider": "openai"}
+    plain = chat.dict()
+    assert type(plain) is dict and type(plain["model"]) is dict and plain == chat
+    assert pickle.loads(pickle.dumps(chat)).model.name == "gpt-3.5-turbo"
+    assert copy.deepcopy(limited).limit.calls == 10
+    with pytest.raises(AttributeError, match="no_such_field"):
+        chat.no_such_field  # noqa: B018
+    with pytest.raises(AttributeError):
+        chat.model.no_such_field  # noqa: B018
 
 
 def test_an_empty_server_and_a_page_token_handed_out_twice(fake, client):

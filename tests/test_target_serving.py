@@ -96,7 +96,12 @@ def test_bad_input_is_a_clear_error(local):
 
 @pytest.mark.parametrize("uri", ["serving+ftp://host:1", "serving+http://", "serving://host:5000", "serving+http:///path"])
 def test_malformed_uris(uri):
+    from deployflow.targets.serving import ServingDeploymentClient
+
     with pytest.raises(TargetError, match="not a serving target URI"):
+        ServingDeploymentClient(uri)
+    # Through the registry, a scheme with nothing after it is refused before the target sees it.
+    with pytest.raises(TargetError, match="not a serving target URI" if uri != "serving+http://" else "has nothing after"):
         get_deploy_client(uri)
 
 

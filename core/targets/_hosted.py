@@ -4,16 +4,52 @@ The MLflow deployments server, OpenAI and a remote scoring server answer request
 configured or run elsewhere. Their clients derive from :class:`HostedModelsClient`, which refuses the
 lifecycle methods with one :class:`~deployflow.errors.NotSupportedError` wording; a subclass sets
 :attr:`~HostedModelsClient.not_offered` to say why, and overrides what its service does offer.
+
+:class:`BearerAuth` and :class:`BasicAuth` are the requests auth these clients send their credentials
+with: each holds its credential as a :class:`~deployflow.redaction.Secret`, so neither a repr nor a
+pickled client sent to another process shows it unmasked.
 """
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
 
+import requests.auth
+
 from ..base import BaseDeploymentClient
 from ..errors import NotSupportedError
+from ..redaction import Secret
 
-__all__ = ["HostedModelsClient", "refuse_run_local"]
+__all__ = ["HostedModelsClient", "BearerAuth", "BasicAuth", "refuse_run_local"]
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """``Authorization: Bearer <token>`` on every request (set as auth, so ~/.netrc cannot replace it)."""
+
+    def __init__(self, token: object) -> None:
+        self.token = Secret(token)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token.reveal()}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(***)"
+
+
+class BasicAuth(requests.auth.AuthBase):
+    """HTTP basic auth, encoded as requests encodes a ``(username, password)`` tuple."""
+
+    def __init__(self, username: str, password: object) -> None:
+        self.username = username
+        self.password = Secret(password)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = requests.auth._basic_auth_str(self.username, self.password.reveal())
+        return request
+
+    def __repr__(self) -> str:
+        return f"BasicAuth({self.username!r}, ***)"
 
 
 class HostedModelsClient(BaseDeploymentClient):

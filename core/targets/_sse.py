@@ -21,12 +21,12 @@ WHATWG event-stream format, with the liberties real services take tolerated:
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RemoteError
+from ..jsoncodec import dumps_text, loads
 from ..transport import parse_error_body
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -134,7 +134,7 @@ def _stream_error(text: str, what: str) -> RemoteError:
 def _decode(text: str, what: str) -> list[Any]:
     """The JSON values in one event's data (more than one when a server left out the blank lines)."""
     try:
-        return [json.loads(text)]
+        return [loads(text)]
     except ValueError:
         pass
     lines = [line for line in text.split("\n") if line.strip()]
@@ -145,7 +145,7 @@ def _decode(text: str, what: str) -> list[Any]:
                 values.append(DONE)
                 continue
             try:
-                values.append(json.loads(line))
+                values.append(loads(line))
             except ValueError:
                 break
         else:
@@ -167,7 +167,7 @@ def iter_json_events(lines: Iterable[bytes | str], *, what: str = "stream") -> I
             if value == DONE:
                 return
             if _error_in(value):
-                raise _stream_error(json.dumps(value), what)
+                raise _stream_error(dumps_text(value), what)
             yield value
 
 
@@ -184,7 +184,7 @@ def stream_json(transport: HttpTransport, response: requests.Response, *, what: 
         finally:
             response.close()
         try:
-            value = json.loads(body) if body.strip() else None
+            value = loads(body) if body.strip() else None
         except ValueError as exc:
             raise RemoteError(f"{what}: the answer is not JSON: {_excerpt(body.decode('utf-8', 'replace'))!r}") from exc
         if value is None:

@@ -10,23 +10,20 @@ as options, and listing that follows every page.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
-
-import requests.auth
 
 from ..errors import InvalidInputError, NotFoundError, RemoteError, TargetError
 from ..predictions import PredictionsResponse
-from ..redaction import get_logger, redact, register_secret
+from ..redaction import get_logger, redact, reveal
 from ..status import State, Status
 from ..transport import HttpSettings, HttpTransport
-from ._hosted import HostedModelsClient, refuse_run_local
+from ._hosted import BasicAuth, BearerAuth, HostedModelsClient, refuse_run_local
 from ._sse import stream_json
 
-__all__ = ["GatewayDeploymentClient", "GatewayEndpoint", "run_local", "target_help"]
+__all__ = ["GatewayDeploymentClient", "GatewayRecord", "GatewayEndpoint", "GatewayEndpointModel", "run_local", "target_help"]
 
 logger = get_logger(__name__)
 
@@ -43,62 +40,114 @@ CA_BUNDLE_ENV = "MLFLOW_TRACKING_SERVER_CERT_PATH"
 _OPTIONS = frozenset({"token", "username", "password", "headers"})
 
 
-class GatewayEndpoint(dict):
-    """An endpoint of the deployments server: a dict (``endpoint["name"]``) that also reads as an object
-    (``endpoint.name``) and has ``.dict()`` / ``.model_dump()``, as MLflow's pydantic ``Endpoint`` does.
+class GatewayRecord(dict):
+    """A record of the deployments server: a dict whose keys also read as attributes, at every level.
 
-    >>> GatewayEndpoint({"name": "chat", "endpoint_type": "llm/v1/chat"}).dict()["name"]
-    'chat'
+    MLflow's client answers with pydantic models (``endpoint.model.name``); code written for it keeps
+    working, and so does code that treats the answer as the JSON it is (``endpoint["model"]["name"]``,
+    ``json.dumps(endpoint)``). Nested objects, in lists too, are records themselves. An optional field
+    of MLflow's model that the server left out (``limit``, ``model.name``) reads as ``None``, as the
+    pydantic field does. ``.dict()`` / ``.model_dump()`` return plain dicts and lists, as pydantic's do.
+
+    >>> GatewayEndpoint({"name": "chat", "model": {"name": "gpt-4o", "provider": "openai"}}).model.provider
+    'openai'
     """
 
+    #: Fields that read as a default when absent (the model's optional fields).
+    _optional: ClassVar[dict[str, Any]] = {}
+    #: Record classes for nested fields that have one.
+    _nested: ClassVar[dict[str, type[GatewayRecord]]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for key, value in self.items():
+            super().__setitem__(key, self._wrap(key, value))
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, self._wrap(key, value))
+
+    def _wrap(self, key: str, value: Any) -> Any:
+        kind = self._nested.get(key, GatewayRecord)
+        return _as_record(value, kind)
+
     def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):  # copy and pickle look up hooks such as __setstate__
+            raise AttributeError(key)
         try:
             return self[key]
         except KeyError:
-            raise AttributeError(key) from None
+            if key in self._optional:
+                return self._optional[key]
+            raise AttributeError(f"{type(self).__name__} has no field {key!r}") from None
 
     def dict(self) -> dict[str, Any]:  # noqa: A003 - MLflow's name
-        """A plain deep copy, as pydantic's ``.dict()`` returns."""
-        return copy.deepcopy({**self})
+        """A plain deep copy (dicts and lists), as pydantic's ``.dict()`` returns."""
+        return _plain(self)
 
     def model_dump(self) -> dict[str, Any]:
         """The same as :meth:`dict` (pydantic 2's name)."""
         return self.dict()
 
 
-class _Bearer(requests.auth.AuthBase):
-    def __init__(self, token: str) -> None:
-        self.token = token
+class GatewayEndpointModel(GatewayRecord):
+    """An endpoint's ``model``: ``name`` (``None`` when the server has none) and ``provider``."""
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        return request
+    _optional: ClassVar[dict[str, Any]] = {"name": None}
 
-    def __repr__(self) -> str:
-        return "_Bearer(***)"
+
+class GatewayLimit(GatewayRecord):
+    """An endpoint's rate ``limit``: ``calls``, ``renewal_period`` and ``key`` (``None`` when absent)."""
+
+    _optional: ClassVar[dict[str, Any]] = {"key": None}
+
+
+class GatewayEndpoint(GatewayRecord):
+    """An endpoint of the deployments server: ``name``, ``endpoint_type``, ``model`` (``.name``,
+    ``.provider``), ``endpoint_url`` and ``limit`` (``None`` when the endpoint has none).
+
+    >>> GatewayEndpoint({"name": "chat", "endpoint_type": "llm/v1/chat"}).dict()["name"]
+    'chat'
+    """
+
+    _optional: ClassVar[dict[str, Any]] = {"limit": None}
+    _nested: ClassVar[dict[str, type[GatewayRecord]]] = {"model": GatewayEndpointModel, "limit": GatewayLimit}
+
+
+def _as_record(value: Any, kind: type[GatewayRecord] = GatewayRecord) -> Any:
+    if isinstance(value, GatewayRecord):
+        return value
+    if isinstance(value, Mapping):
+        return kind(value)
+    if isinstance(value, list):
+        return [_as_record(item) for item in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _auth_from(own: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
     """Token beats basic credentials, options beat the environment (MLflow's variables)."""
-    token = own.get("token")
-    username, password = own.get("username"), own.get("password")
+    token = reveal(own.get("token"))
+    username, password = own.get("username"), reveal(own.get("password"))
     if username is not None or password is not None:
         if not username or not password:
             raise InvalidInputError("Basic credentials need both options username and password")
     if token:
-        register_secret(token)
-        return _Bearer(str(token))
+        return BearerAuth(str(token))
     if username:
-        register_secret(password)
-        return (str(username), str(password))
+        return BasicAuth(str(username), str(password))
     token = environ.get(TOKEN_ENV)
     if token:
-        register_secret(token)
-        return _Bearer(token)
+        return BearerAuth(token)
     username, password = environ.get(USERNAME_ENV), environ.get(PASSWORD_ENV)
     if username and password:
-        register_secret(password)
-        return (username, password)
+        return BasicAuth(username, password)
     if username or password:
         raise InvalidInputError(f"Basic credentials need both {USERNAME_ENV} and {PASSWORD_ENV}")
     return None
@@ -125,9 +174,10 @@ class GatewayDeploymentClient(HostedModelsClient):
     ``MLFLOW_TRACKING_USERNAME`` + ``MLFLOW_TRACKING_PASSWORD``; ``headers``; and the HTTP settings of
     :class:`~deployflow.transport.HttpSettings`. ``MLFLOW_TRACKING_INSECURE_TLS=true`` turns off
     certificate checks and ``MLFLOW_TRACKING_SERVER_CERT_PATH`` names a CA bundle, unless ``verify`` is
-    given.
+    given. The token, password and credential headers are kept masked in :attr:`options`.
     """
 
+    secret_options = frozenset({"token", "password", "headers"})
     target_label = "MLflow deployments server"
     not_offered = "its endpoints come from the server's configuration file."
     deployments_hint = " Use list_endpoints / get_endpoint."
@@ -148,8 +198,9 @@ class GatewayDeploymentClient(HostedModelsClient):
             elif os.environ.get(CA_BUNDLE_ENV):
                 http_options["verify"] = os.environ[CA_BUNDLE_ENV]
         auth = _auth_from(own, os.environ)
+        headers = {name: reveal(value) for name, value in dict(own.get("headers") or {}).items()}
         self._transport = HttpTransport(
-            self.url, settings=HttpSettings.from_options(http_options), headers=dict(own.get("headers") or {}), auth=auth
+            self.url, settings=HttpSettings.from_options(http_options), headers=headers, auth=auth
         )
 
     def close(self) -> None:
@@ -271,7 +322,8 @@ URIs
 
 What works
   list_endpoints()                 every endpoint, all pages; each a dict with .dict() and attributes
-  get_endpoint(endpoint)           name, endpoint_type, model {{name, provider}}, endpoint_url
+  get_endpoint(endpoint)           name, endpoint_type, model {{name, provider}}, endpoint_url, limit
+                                   (records read as attributes at every level: endpoint.model.name)
   predict(endpoint=E, inputs={{...}})          POST /endpoints/E/invocations
   predict_stream(endpoint=E, inputs={{...}})   the same with "stream": true; yields chunks
   endpoint_status / wait_for_endpoint       READY when the server lists the endpoint

@@ -23,7 +23,7 @@ import requests.auth
 
 from ..errors import AuthenticationError, InvalidInputError, NotFoundError, TargetError
 from ..predictions import PredictionsResponse
-from ..redaction import get_logger, register_secret
+from ..redaction import Secret, get_logger, register_secret, reveal
 from ..status import State, Status
 from ..transport import HttpSettings, HttpTransport
 from ._hosted import HostedModelsClient, refuse_run_local
@@ -46,7 +46,8 @@ _STREAMING = frozenset({"chat/completions", "completions"})
 
 @dataclass(frozen=True)
 class OpenAISettings:
-    """Where and how to call the API. The repr never shows the key."""
+    """Where and how to call the API. The repr never shows the key; the key is registered for
+    redaction when the settings are made, and again when they are unpickled in another process."""
 
     api_key: str = field(repr=False)
     base_url: str
@@ -55,6 +56,14 @@ class OpenAISettings:
     deployment_name: str | None = None
     organization: str | None = None
     project: str | None = None
+
+    def __post_init__(self) -> None:
+        register_secret(self.api_key)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Through the constructor, so __post_init__ registers the key in the process that loads it.
+        return (OpenAISettings, (self.api_key, self.base_url, self.api_type, self.api_version,
+                                 self.deployment_name, self.organization, self.project))
 
     @property
     def is_azure(self) -> bool:
@@ -66,7 +75,7 @@ class OpenAISettings:
         environ = os.environ if environ is None else environ
 
         def pick(option: str, *variables: str) -> str | None:
-            value = options.get(option)
+            value = reveal(options.get(option))
             if value not in (None, ""):
                 return str(value)
             for variable in variables:
@@ -79,7 +88,6 @@ class OpenAISettings:
             raise TargetError(f"Unknown OpenAI api_type {api_type!r}: use 'openai', 'azure' or 'azure_ad'")
         azure = api_type in _AZURE_TYPES
         key = pick("api_key", "OPENAI_API_KEY", *(("AZURE_OPENAI_API_KEY",) if azure else ()))
-        register_secret(key)
         if not key:
             raise AuthenticationError(
                 "No OpenAI API key: pass api_key= to get_deploy_client or set OPENAI_API_KEY"
@@ -110,14 +118,14 @@ class _KeyAuth(requests.auth.AuthBase):
     """The key as ``Authorization: Bearer`` or Azure's ``api-key`` header; kept out of reprs."""
 
     def __init__(self, key: str, header: str) -> None:
-        self.key = key
+        self.key = Secret(key)
         self.header = header
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if self.header == "api-key":
-            request.headers["api-key"] = self.key
+            request.headers["api-key"] = self.key.reveal()
         else:
-            request.headers["Authorization"] = f"Bearer {self.key}"
+            request.headers["Authorization"] = f"Bearer {self.key.reveal()}"
         return request
 
     def __repr__(self) -> str:
@@ -131,9 +139,11 @@ class OpenAIDeploymentClient(HostedModelsClient):
     Options: ``api_key``, ``base_url``, ``api_type``, ``api_base``, ``api_version``, ``deployment_name``,
     ``organization``, ``project``, ``headers`` and the HTTP settings of
     :class:`~deployflow.transport.HttpSettings`; each falls back to the environment variable MLflow and
-    the openai package read. See :func:`target_help`.
+    the openai package read. The key and credential headers are kept masked in :attr:`options`. See
+    :func:`target_help`.
     """
 
+    secret_options = frozenset({"api_key", "headers"})
     target_label = "openai"
     not_offered = "OpenAI's models are used, not deployed."
     deployments_hint = " Use list_endpoints / get_endpoint for the models."
@@ -149,9 +159,8 @@ class OpenAIDeploymentClient(HostedModelsClient):
                 f"Unknown option(s) for the openai target: {', '.join(unknown)}; known: "
                 f"{', '.join(sorted(_OPTIONS | HttpSettings.OPTION_NAMES))}"
             )
-        register_secret(own.get("api_key"))
         self.settings = OpenAISettings.from_options(own)
-        headers = dict(own.get("headers") or {})
+        headers = {name: reveal(value) for name, value in dict(own.get("headers") or {}).items()}
         if self.settings.organization:
             headers["OpenAI-Organization"] = self.settings.organization
         if self.settings.project:

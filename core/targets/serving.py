@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 from ..errors import DeploymentError, InvalidInputError, RequestTimeoutError, TargetError
 from ..payloads import decode_response, encode_request
 from ..predictions import PredictionsResponse
-from ..redaction import register_secret
+from ..redaction import reveal
 from ..status import State, Status
 from ..transport import HttpSettings, HttpTransport
-from ._hosted import HostedModelsClient, refuse_run_local
+from ._hosted import BearerAuth, HostedModelsClient, refuse_run_local
 
 __all__ = ["ServingDeploymentClient", "run_local", "target_help"]
 
@@ -28,8 +28,11 @@ class ServingDeploymentClient(HostedModelsClient):
     """Predict against one remote MLflow-protocol scoring server; status from its ``/ping``.
 
     Options: ``auth_token`` (sent as ``Authorization: Bearer``), ``headers`` (extra headers), and the
-    HTTP settings of :class:`~deployflow.transport.HttpSettings` (timeouts, retries).
+    HTTP settings of :class:`~deployflow.transport.HttpSettings` (timeouts, retries). The token and
+    credential headers are kept masked in :attr:`options`.
     """
+
+    secret_options = frozenset({"auth_token", "headers"})
 
     def __init__(self, target_uri: str, **options: Any) -> None:
         super().__init__(target_uri, **options)
@@ -46,13 +49,15 @@ class ServingDeploymentClient(HostedModelsClient):
                 f"Unknown option(s) for the serving target: {', '.join(unknown)}; known: "
                 f"{', '.join(sorted(_OPTIONS | HttpSettings.OPTION_NAMES))}"
             )
-        headers = dict(own.get("headers") or {})
-        token = own.get("auth_token")
-        if token:
-            register_secret(token)
-            headers["Authorization"] = f"Bearer {token}"
+        headers = {name: reveal(value) for name, value in dict(own.get("headers") or {}).items()}
+        token = reveal(own.get("auth_token"))
         self.url = rest.rstrip("/")
-        self._transport = HttpTransport(self.url, settings=HttpSettings.from_options(settings_options), headers=headers)
+        self._transport = HttpTransport(
+            self.url,
+            settings=HttpSettings.from_options(settings_options),
+            headers=headers,
+            auth=BearerAuth(token) if token else None,
+        )
 
     target_label = "serving"
     not_offered = (

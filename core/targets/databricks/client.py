@@ -5,20 +5,21 @@ from __future__ import annotations
 import copy
 import os
 import re
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
 from ...base import BaseDeploymentClient
-from ...errors import ConflictError, DeploymentFailedError, InvalidInputError, NotFoundError
+from ...errors import ConflictError, DeploymentError, DeploymentFailedError, InvalidInputError, NotFoundError
 from ...payloads import decode_response, encode_request
 from ...predictions import PredictionsResponse
-from ...redaction import get_logger, register_secret
+from ...redaction import get_logger, reveal
 from ...status import State, Status
 from ...transport import HttpSettings, HttpTransport, encode_json
 from .._sse import stream_json
-from .credentials import BearerToken, resolve_credentials
+from .credentials import BearerToken, DatabricksCredentials, normalise_host, profile_from_uri, resolve_credentials
 from .records import (
     DatabricksEndpoint,
     deployment_record,
@@ -67,38 +68,100 @@ class DatabricksDeploymentClient(BaseDeploymentClient):
     ``config_file``, ``headers``; waiting: ``wait`` (default true), ``wait_timeout`` (seconds, default
     1200), ``poll_interval`` (default 2), ``max_poll_interval`` (default 30); and the HTTP settings of
     :class:`~deployflow.transport.HttpSettings`. See :func:`target_help`.
+
+    As MLflow's client, it can be built where no credentials are configured (a DAG file, a module
+    body): they are looked up on the first request, once, and that request raises
+    :class:`~deployflow.errors.AuthenticationError` saying how to configure them when there are none.
+    The URI and the options are checked at once. The token and credential headers are kept masked in
+    :attr:`options`.
     """
+
+    secret_options = frozenset({"token", "headers"})
 
     def __init__(self, target_uri: str, **options: Any) -> None:
         super().__init__(target_uri, **options)
-        http_options, own = HttpSettings.split_options(options)
+        http_options, own = HttpSettings.split_options(self.options)
         unknown = sorted(set(own) - OPTIONS)
         if unknown:
             raise InvalidInputError(
                 f"Unknown option(s) for the databricks target: {', '.join(unknown)}; known: "
                 f"{', '.join(sorted(OPTIONS | HttpSettings.OPTION_NAMES))}"
             )
-        register_secret(own.get("token"))
-        self.credentials = resolve_credentials(target_uri, own)
-        self.host = self.credentials.host
+        profile_from_uri(target_uri)  # a malformed URI fails now, whatever the environment holds
+        if own.get("host"):
+            normalise_host(str(own["host"]), "the option host")
         self._wait = _as_bool(own.get("wait", True), "wait")
         self._wait_timeout = _seconds(own.get("wait_timeout") or os.environ.get(WAIT_TIMEOUT_ENV) or 1200.0, "wait_timeout")
         self._poll_interval = _seconds(own.get("poll_interval") or os.environ.get(POLL_INTERVAL_ENV) or 2.0, "poll_interval")
         self._max_poll_interval = max(_seconds(own.get("max_poll_interval") or 30.0, "max_poll_interval"), self._poll_interval)
-        headers = {**_CLIENT_HEADER, **dict(own.get("headers") or {})}
-        self._transport = HttpTransport(
-            self.host,
-            settings=HttpSettings.from_options(http_options),
-            headers=headers,
-            auth=BearerToken(self.credentials.token),
-            secrets=[self.credentials.token],
-        )
+        self._http_settings = HttpSettings.from_options(http_options)
+        # Kept as given (secrets still wrapped) until the first request resolves them.
+        self._credential_options = {key: own[key] for key in ("host", "token", "profile", "config_file") if key in own}
+        self._headers = {**_CLIENT_HEADER, **dict(own.get("headers") or {})}
+        self._connection: tuple[DatabricksCredentials, HttpTransport] | None = None
+        self._closed = False
+        self._connect_lock = threading.Lock()
+
+    # -- credentials, resolved on first use -------------------------------------------------------
+
+    def _connected(self) -> tuple[DatabricksCredentials, HttpTransport]:
+        """The credentials and the transport made with them, found on first use (once, thread-safe).
+
+        A failed lookup is not remembered: the next request looks again, so credentials configured
+        after the client was made are found."""
+        connection = self._connection
+        if connection is not None:
+            return connection
+        with self._connect_lock:
+            if self._connection is None:
+                if self._closed:
+                    raise DeploymentError(f"{self!r} is closed")
+                options = {key: reveal(value) for key, value in self._credential_options.items()}
+                credentials = resolve_credentials(self.target_uri, options)
+                transport = HttpTransport(
+                    credentials.host,
+                    settings=self._http_settings,
+                    headers={key: reveal(value) for key, value in self._headers.items()},
+                    auth=BearerToken(credentials.token),
+                    secrets=[credentials.token],
+                )
+                self._connection = (credentials, transport)
+            return self._connection
+
+    @property
+    def _transport(self) -> HttpTransport:
+        return self._connected()[1]
+
+    @property
+    def credentials(self) -> DatabricksCredentials:
+        """The workspace URL and token in use, and where they were found (looked up on first use)."""
+        return self._connected()[0]
+
+    @property
+    def host(self) -> str:
+        """The workspace URL (looked up on first use)."""
+        return self.credentials.host
 
     def __repr__(self) -> str:
-        return f"DatabricksDeploymentClient(target_uri={self.target_uri!r}, host={self.host!r})"
+        connection = self._connection
+        host = f", host={connection[0].host!r}" if connection is not None else ""
+        return f"DatabricksDeploymentClient(target_uri={self.target_uri!r}{host})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_connect_lock"]  # locks do not pickle; each copy gets its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._connect_lock = threading.Lock()
 
     def close(self) -> None:
-        self._transport.close()
+        with self._connect_lock:
+            self._closed = True
+            connection = self._connection
+        if connection is not None:
+            connection[1].close()
 
     # -- HTTP -------------------------------------------------------------------------------------
 

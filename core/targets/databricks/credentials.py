@@ -13,12 +13,13 @@ from urllib.parse import urlsplit
 import requests.auth
 
 from ...errors import AuthenticationError, TargetError
-from ...redaction import redact, register_secret
+from ...redaction import Secret, redact, register_secret
 
 __all__ = [
     "DatabricksCredentials",
     "resolve_credentials",
     "profile_from_uri",
+    "normalise_host",
     "BearerToken",
     "HOST_ENV",
     "TOKEN_ENV",
@@ -35,14 +36,21 @@ DEFAULT_PROFILE = "DEFAULT"
 
 @dataclass(frozen=True)
 class DatabricksCredentials:
-    """A workspace URL and the token for it, and where they came from. The repr never shows the token."""
+    """A workspace URL and the token for it, and where they came from. The repr never shows the token;
+    the token is registered for redaction when made, and again when unpickled in another process."""
 
     host: str
     token: str = field(repr=False)
     source: str = "options"
 
+    def __post_init__(self) -> None:
+        register_secret(self.token)
+
     def __repr__(self) -> str:
         return f"DatabricksCredentials(host={self.host!r}, source={self.source!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DatabricksCredentials, (self.host, self.token, self.source))
 
 
 def _config_file(options: Mapping[str, Any], environ: Mapping[str, str]) -> Path:
@@ -55,13 +63,40 @@ def _read_profiles(path: Path) -> configparser.ConfigParser:
     # into every other profile, and send it to their hosts.
     parser = configparser.ConfigParser(interpolation=None, default_section="\x00 no defaults \x00")
     try:
-        with path.open(encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except configparser.Error as exc:
-        raise TargetError(f"The Databricks config file {path} cannot be read: {type(exc).__name__}") from exc
+        data = path.read_bytes()
     except OSError as exc:
         raise TargetError(f"The Databricks config file {path} cannot be read: {exc.strerror or exc}") from exc
+    problem: str | None = None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        problem = f"line {line} is not UTF-8 text"
+    else:
+        try:
+            parser.read_string(text, source=str(path))
+        except configparser.Error as exc:
+            problem = _parse_problem(exc)
+    if problem is not None:
+        # Raised here, after the handlers: the decode and parse errors hold the raw bytes or quote the
+        # offending line, which may be the token, so neither may ride along as __cause__ or __context__.
+        raise TargetError(f"The Databricks config file {path} cannot be read: {problem}")
     return parser
+
+
+def _parse_problem(error: configparser.Error) -> str:
+    """What is wrong with the file, by line number: never the line's content."""
+    if isinstance(error, configparser.MissingSectionHeaderError):
+        return f"line {error.lineno} comes before the first [profile] header"
+    if isinstance(error, configparser.ParsingError):
+        numbers = ", ".join(str(number) for number, _ in error.errors) or "?"
+        plural = "s" if len(error.errors) > 1 else ""
+        return f"line{plural} {numbers} {'are' if plural else 'is'} not of the form 'name = value'"
+    if isinstance(error, configparser.DuplicateOptionError):
+        return f"line {error.lineno} sets {error.option!r} a second time in profile {error.section!r}"
+    if isinstance(error, configparser.DuplicateSectionError):
+        return f"line {error.lineno} starts profile {error.section!r} a second time"
+    return f"it is not a valid config file ({type(error).__name__})"
 
 
 def _profile(path: Path, name: str, *, required: bool) -> dict[str, str] | None:
@@ -81,7 +116,9 @@ def _profile(path: Path, name: str, *, required: bool) -> dict[str, str] | None:
     return {key: value.strip() for key, value in parser.items(name)}
 
 
-def _normalise_host(host: str, source: str) -> str:
+def normalise_host(host: str, source: str) -> str:
+    """``host`` as a workspace URL (``https://`` added when it has no scheme, no trailing slash);
+    raises :class:`TargetError` naming ``source`` when it is not one."""
     host = host.strip()
     if "://" not in host:
         host = "https://" + host
@@ -146,7 +183,7 @@ def resolve_credentials(
             "'databricks://<profile>'. (deployflow reads personal access tokens; other Databricks auth "
             "types are not supported yet.)"
         )
-    return DatabricksCredentials(_normalise_host(host, source), token, source)
+    return DatabricksCredentials(normalise_host(host, source), token, source)
 
 
 def profile_from_uri(target_uri: str) -> str | None:
@@ -172,13 +209,14 @@ def profile_from_uri(target_uri: str) -> str | None:
 
 
 class BearerToken(requests.auth.AuthBase):
-    """``Authorization: Bearer <token>`` as requests auth, so a ~/.netrc entry cannot replace it."""
+    """``Authorization: Bearer <token>`` as requests auth, so a ~/.netrc entry cannot replace it. The
+    token is held as a :class:`~deployflow.redaction.Secret`."""
 
-    def __init__(self, token: str) -> None:
-        self.token = token
+    def __init__(self, token: object) -> None:
+        self.token = Secret(token)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token}"
+        request.headers["Authorization"] = f"Bearer {self.token.reveal()}"
         return request
 
     def __repr__(self) -> str:

@@ -28,6 +28,8 @@ Credentials
   Options host= and token= win; host and token otherwise come together from one place. The config file
   is ~/.databrickscfg unless {CONFIG_FILE_ENV} or the option config_file names another. Personal access
   tokens only. Tokens never appear in messages or logs.
+  They are looked up on the first request, once: a client can be made where none are configured yet,
+  and its first request then says how to configure them.
 
 Endpoints
   create_endpoint(name, config)           config = the request body ({{"name", "config": {{"served_entities",
