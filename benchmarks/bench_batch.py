@@ -7,7 +7,7 @@ Prints, in one run, for a cheap model (2a + b - c over numeric columns) and the 
 * the server's own ceiling at that chunk size: ``wrk`` posting one fixed chunk with 4 connections,
   times the chunk size (skipped with a note when wrk is not installed: ``apt-get install wrk``);
 * peak RSS of a subprocess scoring a 500,000-row and a 5,000,000-row Parquet file to an output
-  directory, and their ratio (``--no-memory`` skips this part, which takes a few minutes).
+  directory of parts, and their ratio (``--no-memory`` skips this part, which takes a few minutes).
 
 Method: this machine's speed drifts by a third within seconds, so one ceiling measured at another
 moment says little about a batch run. Each round therefore measures the ceiling with wrk right after
@@ -113,7 +113,7 @@ def peak_rss(uri: str, rows: int, chunk_size: int, workdir: Path) -> tuple[int, 
             writer.write_table(pa.Table.from_pandas(part, preserve_index=False), row_group_size=100_000)
     script = workdir / "memory_job.py"
     script.write_text(MEMORY_JOB)
-    out_dir = workdir / f"out-{rows}.parquet"
+    out_dir = workdir / f"out-{rows}"  # no suffix: a directory of Parquet parts, what the memory bound is about
     started = time.perf_counter()
     line = subprocess.run(
         [sys.executable, str(script), uri, str(source), str(out_dir), str(chunk_size)], capture_output=True, text=True, check=True

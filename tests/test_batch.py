@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
+import deployflow
 import numpy as np
 import pandas as pd
 import pytest
-
-import deployflow
-from deployflow import BadRowsError, ConflictError, InvalidInputError, batch_predict, get_deploy_client, read_output
-from deployflow.targets.serving import ServingDeploymentClient
+from deployflow import (
+    BadRowsError,
+    ConflictError,
+    InvalidInputError,
+    batch_predict,
+    get_deploy_client,
+    read_output,
+)
+from support.batch_data import PredictOnlyServingClient, expected_linear, frame, model
 from support.fault_proxy import FaultProxy
-
-MODELS = Path(__file__).resolve().parent / "support" / "batch_models.py"
-
-
-def model(name: str) -> str:
-    return f"python:{MODELS}:{name}"
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +39,6 @@ def client(home):
     yield client
     for deployment in client.list_deployments():
         client.delete_deployment(deployment["name"])
-
-
-def frame(rows: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "id": np.arange(rows, dtype="int64"),
-            "a": rng.normal(size=rows).round(6) + 5,
-            "b": rng.integers(0, 100, size=rows).astype("float64"),
-        }
-    )
-
-
-def expected_linear(df: pd.DataFrame) -> np.ndarray:
-    return (df["a"] * 2 + df["b"]).to_numpy()
 
 
 def single_predict(client, name: str, df: pd.DataFrame) -> list:
@@ -92,7 +75,7 @@ def test_file_inputs_and_outputs(client, tmp_path, fmt):
 
     out_dir = tmp_path / f"scores.{fmt}"
     summary = batch_predict(
-        client, source, deployment_name="linear", output=out_dir, chunk_size=300, part_rows=700,
+        client, source, deployment_name="linear", output=f"{out_dir}/", chunk_size=300, part_rows=700,
         feature_columns=["a", "b"], keep_columns=["id"],
     )
     assert summary.rows == 2501 and summary.chunks == 9 and summary.output_path == str(out_dir)
@@ -147,7 +130,7 @@ def test_bad_rows_isolated_into_the_errors_file(client, tmp_path):
     df.loc[bad, "a"] = -1.0
     out_dir = tmp_path / "picky.parquet"
     summary = batch_predict(
-        client, df, deployment_name="picky", output=out_dir, chunk_size=128, feature_columns=["a", "b"], on_bad_rows="isolate"
+        client, df, deployment_name="picky", output=f"{out_dir}/", chunk_size=128, feature_columns=["a", "b"], on_bad_rows="isolate"
     )
     assert summary.failed_rows == 4 and summary.rows == 1000
     written = read_output(out_dir)
@@ -167,13 +150,6 @@ def test_isolate_without_output_needs_an_errors_path(client, tmp_path):
     out = batch_predict(client, df, deployment_name="picky", chunk_size=16, on_bad_rows="isolate", errors_path=errors_file, feature_columns=["a", "b"])
     assert 7 not in out["id"].tolist() and len(out) == 49
     assert [json.loads(line)["row"] for line in errors_file.read_text().splitlines()] == [7]
-
-
-class PredictOnlyServingClient(ServingDeploymentClient):
-    """A client as a third-party plugin would write it: ``predict`` only, no ``batch_http_route``, so
-    batch scoring takes the general path (``predict`` from a thread pool)."""
-
-    batch_http_route = None
 
 
 @pytest.mark.parametrize("path", ["event loop", "thread pool"])
@@ -235,7 +211,7 @@ def test_killed_job_resumes_to_the_same_output(client, home, tmp_path):
     out_dir = tmp_path / "resumed.parquet"
     script = tmp_path / "job.py"
     script.write_text(JOB)
-    proc = subprocess.Popen([sys.executable, str(script), f"local://{home}", str(source), str(out_dir)])
+    proc = subprocess.Popen([sys.executable, str(script), f"local://{home}", str(source), f"{out_dir}/"])
     records = out_dir / "_parts"
 
     def committed() -> int:
@@ -250,7 +226,7 @@ def test_killed_job_resumes_to_the_same_output(client, home, tmp_path):
     assert json.loads((out_dir / "_manifest.json").read_text())["complete"] is False
     assert 4 <= done_before < 20, "the job was not killed part way"
 
-    job = {"deployment_name": "slow_linear", "output": out_dir, "chunk_size": 100, "part_rows": 200, "feature_columns": ["a", "b"]}
+    job = {"deployment_name": "slow_linear", "output": f"{out_dir}/", "chunk_size": 100, "part_rows": 200, "feature_columns": ["a", "b"]}
     summary = batch_predict(client, source, concurrency=2, **job)
     assert summary.resumed_chunks >= 2 * done_before and summary.rows == 4000
     resumed = read_output(out_dir)
@@ -264,7 +240,7 @@ def test_killed_job_resumes_to_the_same_output(client, home, tmp_path):
     changed.to_parquet(source, row_group_size=512)
     with pytest.raises(ConflictError, match="input changed"):
         batch_predict(client, source, **job)
-    again = batch_predict(client, source, deployment_name="linear", output=out_dir, chunk_size=100, feature_columns=["a", "b"], overwrite=True)
+    again = batch_predict(client, source, deployment_name="linear", output=f"{out_dir}/", chunk_size=100, feature_columns=["a", "b"], overwrite=True)
     assert again.resumed_chunks == 0
     assert read_output(out_dir)["b"][150] == df["b"][150] + 1
 
@@ -343,7 +319,6 @@ def test_dask_workers_get_no_secret_options():
 
 def test_cli_batch_predict_writes_and_resumes(client, home, tmp_path):
     from click.testing import CliRunner
-
     from deployflow.cli import cli
 
     df = frame(900, seed=9)
@@ -449,13 +424,13 @@ def test_a_read_timeout_stops_the_job_with_the_row_range_when_chunk_retries_are_
     assert "rows 0-99" in str(info.value) and "read timeout" in str(info.value)
 
 
-def test_a_wrong_number_of_predictions_is_reported_as_such_on_both_paths(client):
+def test_a_wrong_number_of_predictions_is_reported_as_such_on_both_paths(client, tmp_path):
     client.create_deployment("short", model("short"))
     try:
         url = client.get_deployment("short")["url"]
         for remote in (client, PredictOnlyServingClient(f"serving+{url}")):
             with pytest.raises(InvalidInputError, match="returned 99 predictions for the 100 input rows 0-99") as info:
-                batch_predict(remote, frame(300), deployment_name="short", chunk_size=100, feature_columns=["a", "b"], on_bad_rows="isolate", errors_path=os.devnull)
+                batch_predict(remote, frame(300), deployment_name="short", chunk_size=100, feature_columns=["a", "b"], on_bad_rows="isolate", errors_path=tmp_path / "bad.jsonl")
             assert not isinstance(info.value, BadRowsError)
     finally:
         client.delete_deployment("short")

@@ -16,12 +16,20 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import InvalidInputError
 from ..redaction import get_logger
-from ._output import PartWriter, chunk_fingerprint, format_of_output
-from ._pipeline import score_chunks
+from ..retry import as_bool, as_int, as_number
+from ._output import (
+    PartWriter,
+    check_can_create,
+    chunk_fingerprint,
+    plan_output,
+    secret_free,
+)
+from ._pipeline import http_route, score_chunks
 from ._runner import BatchSummary, ChunkResult, ChunkScorer, Progress, join_results
 from ._sources import open_source
 
@@ -72,15 +80,29 @@ def batch_predict(
     :param client: a deployment client, or a target URI to build one.
     :param inputs: a pandas DataFrame; a path or URL of a Parquet, CSV or JSON-lines file; an iterable of
         DataFrames; or a Dask DataFrame (scored on the cluster, see below).
+    :param deployment_name: passed to the client as its ``predict`` takes it. Pass the names the target
+        needs: a target that serves one model (``serving+http://...``) needs none; the ``local``
+        target needs exactly one of ``deployment_name`` and ``endpoint``.
+    :param endpoint: as ``deployment_name``.
     :param output: ``None`` returns the scored rows as a DataFrame (its ``attrs["deployflow_summary"]``
-        holds the summary). A path is a directory of numbered parts plus ``_manifest.json``, written as
-        the job goes; its format comes from ``output_format`` or the path's suffix
-        (``scores.parquet``, ``scores.csv``, ``scores.jsonl``); the summary is returned.
+        holds the summary). Otherwise the summary is returned and the rows are written:
+
+        * a path whose name has a suffix (``scores.parquet``, ``scores.csv``, ``scores.jsonl``) is
+          **one file**, readable by pandas or pyarrow as it is. Parts are written as the job goes to a
+          hidden directory beside it (``.scores.csv.parts/``, which also holds the resume records);
+          when the job ends they are joined into the file, which appears by an atomic rename, and
+          deleted. Until then the file does not exist (or an earlier one is left untouched). An
+          existing file not written by a job staged beside it is replaced only with ``overwrite=True``.
+        * a path that ends with ``/``, has no suffix, or is an existing directory is a **directory of
+          parts**: numbered parts plus ``_manifest.json``, written as the job goes, which are the output.
+
+        The format comes from ``output_format``, else the suffix (of the file, or of the directory's
+        name). :func:`read_output` reads either form back.
     :param chunk_size: rows per request (default 2000).
     :param part_rows: rows per output part (default 100,000), rounded down to whole chunks (at least
         one). A part is the unit a killed job resumes from; bigger parts mean fewer files and commits.
-    :param concurrency: requests in flight at once (default: the client's ``default_batch_concurrency``,
-        else 4). At most twice as many chunks are held in memory.
+    :param concurrency: requests in flight at once (default, when ``None``: the client's
+        ``default_batch_concurrency``, else 4). At most twice as many chunks are held in memory.
     :param feature_columns: the input columns sent to the model (default: all).
     :param keep_columns: the input columns copied to the output beside the predictions (default: all;
         ``[]`` keeps none).
@@ -90,8 +112,13 @@ def batch_predict(
     :param on_bad_rows: ``"raise"`` (default) stops at the first chunk the service rejects as bad input,
         with the row range in the :class:`~deployflow.errors.BadRowsError`; ``"isolate"`` splits that
         chunk until the bad rows are alone, scores the rest, and writes each bad row with the service's
-        message to the errors file (``<output>/_errors/`` or ``errors_path``).
-    :param resume: continue an interrupted job found in ``output`` (its input must be unchanged).
+        message to the errors file.
+    :param errors_path: the JSON-lines file of rejected rows with ``"isolate"``. Without it:
+        ``<output>.errors.jsonl`` beside a single-file output, ``<output>/_errors/`` (one file per part)
+        in a directory of parts; with ``output=None`` it is required.
+    :param resume: continue an interrupted job found in ``output`` (its input must be unchanged). The
+        job's settings are compared without their secrets: a password in the target URI or the input
+        URL is masked before it is stored, so a job resumes after a password change.
     :param overwrite: discard what ``output`` holds and start over.
     :param max_chunk_retries: the chunk's whole retry budget: a chunk is sent at most
         ``1 + max_chunk_retries`` times, the client transport's own retries included (they draw from
@@ -111,6 +138,12 @@ def batch_predict(
         job's duration (other threads switch more often too); ``None`` leaves the interpreter alone.
     :returns: a DataFrame (``output=None``), a :class:`BatchSummary` (``output`` given), or for a Dask
         input a Dask DataFrame / a summary.
+    :raises InvalidInputError: before any request is sent and before anything is written, for an
+        argument out of range (numbers and flags are read as :mod:`deployflow.retry` reads them:
+        ``"100"`` is 100, ``"no"`` is false, ``concurrency=0`` is refused), an input file that cannot be
+        read (named in the message), a ``feature_columns`` / ``keep_columns`` entry the input lacks
+        (named), or an output or errors path that cannot be created (named). A later frame of an
+        iterator or a later chunk of a JSON-lines file that lacks a column fails when it is read.
     """
     from .._extras import require_extra
     from ..api import get_deploy_client
@@ -118,19 +151,32 @@ def batch_predict(
     require_extra("batch", "batch scoring (deployflow.batch_predict)")
     if isinstance(client, str):
         client = get_deploy_client(client)
-    if (deployment_name is None) == (endpoint is None):
-        raise InvalidInputError("Pass exactly one of deployment_name and endpoint")
-    target = {"deployment_name": deployment_name} if deployment_name is not None else {"endpoint": endpoint}
+    # The names go to the client as given: the target says which it needs, as its predict does.
+    names = (("deployment_name", deployment_name), ("endpoint", endpoint))
+    target = {key: value for key, value in names if value is not None}
     if on_bad_rows not in ON_BAD_ROWS:
         raise InvalidInputError(f"on_bad_rows must be one of {ON_BAD_ROWS}, got {on_bad_rows!r}")
-    chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
-    concurrency = concurrency or getattr(client, "default_batch_concurrency", None) or DEFAULT_CONCURRENCY
-    part_rows = DEFAULT_PART_ROWS if part_rows is None else part_rows
-    for name, value in (("chunk_size", chunk_size), ("concurrency", concurrency), ("part_rows", part_rows)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
-    if not isinstance(max_chunk_retries, int) or max_chunk_retries < 0:
-        raise InvalidInputError(f"max_chunk_retries must be an integer >= 0, got {max_chunk_retries!r}")
+    chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else as_int(chunk_size, "chunk_size", minimum=1)
+    if concurrency is None:
+        concurrency = getattr(client, "default_batch_concurrency", None) or DEFAULT_CONCURRENCY
+    concurrency = as_int(concurrency, "concurrency", minimum=1)
+    part_rows = DEFAULT_PART_ROWS if part_rows is None else as_int(part_rows, "part_rows", minimum=1)
+    max_chunk_retries = as_int(max_chunk_retries, "max_chunk_retries", minimum=0)
+    retry_backoff = as_number(retry_backoff, "retry_backoff", positive=False)
+    if switch_interval is not None:
+        switch_interval = as_number(switch_interval, "switch_interval", positive=True)
+    resume = as_bool(resume, "resume")
+    overwrite = as_bool(overwrite, "overwrite")
+    if progress is not None:
+        progress = as_bool(progress, "progress")
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidInputError(f"params must be a dict, got {type(params).__name__}")
+    params = dict(params) if params is not None else None
+    if not isinstance(prediction_column, str) or not prediction_column:
+        raise InvalidInputError(f"prediction_column must be a non-empty string, got {prediction_column!r}")
+    feature_columns = _column_list(feature_columns, "feature_columns")
+    keep_columns = _column_list(keep_columns, "keep_columns")
+    required = list(dict.fromkeys([*(keep_columns or []), *(feature_columns or [])]))
     scorer = ChunkScorer(
         client,
         target,
@@ -146,40 +192,55 @@ def batch_predict(
         from ._dask import batch_predict_dask
 
         return batch_predict_dask(
-            client, inputs, scorer, output=output, output_format=output_format, chunk_size=chunk_size
+            client, inputs, scorer,
+            output=output, output_format=output_format, chunk_size=chunk_size, required=required,
         )
 
-    out_path = os.fspath(output) if output is not None else None
-    if on_bad_rows == "isolate" and out_path is None and errors_path is None:
+    plan = plan_output(output, output_format) if output is not None else None
+    isolate = on_bad_rows == "isolate"
+    if isolate and plan is None and errors_path is None:
         raise InvalidInputError("on_bad_rows='isolate' without output needs errors_path= for the rejected rows")
+    if errors_path is not None and not isinstance(errors_path, (str, os.PathLike)):
+        raise InvalidInputError(f"errors_path must be a file path, got {errors_path!r}")
+    errors_file = os.fspath(errors_path) if errors_path is not None and isolate else None
+    if errors_file is not None:
+        check_can_create(errors_file, "errors file")
+    if plan is not None:
+        check_can_create(plan.parts_dir, "output")
+        if plan.single_file:
+            check_can_create(plan.path, "output")
+        if isolate and errors_file is None and plan.single_file:
+            errors_file = plan.default_errors_path()
     columns = None
     if feature_columns is not None and keep_columns is not None:
-        columns = list(dict.fromkeys([*keep_columns, *feature_columns]))
-    source = open_source(inputs, chunk_size=chunk_size, input_format=input_format, columns=columns)
-    summary = BatchSummary(output_path=out_path)
+        columns = required
+    source = open_source(inputs, chunk_size=chunk_size, input_format=input_format, columns=columns, required=required)
+    summary = BatchSummary(output_path=plan.path if plan is not None else None)
     started = time.monotonic()
     writer: PartWriter | None = None
     part_chunks = max(1, part_rows // chunk_size)
-    if out_path is not None:
-        fmt = format_of_output(out_path, output_format)
-        job = {
-            "input": source.description,
-            "input_bytes": source.size_bytes,
-            "chunk_size": chunk_size,
-            "part_chunks": part_chunks,
-            "format": fmt,
-            "target": getattr(client, "target_uri", None),
-            **target,
-            "feature_columns": feature_columns,
-            "keep_columns": keep_columns,
-            "prediction_column": prediction_column,
-            "params": params,
-            "on_bad_rows": on_bad_rows,
-        }
-        writer = PartWriter(out_path, fmt, job=_json_safe(job), resume=resume, overwrite=overwrite)
-        summary.errors_path = writer.errors_path() if on_bad_rows == "isolate" else None
-    else:
-        summary.errors_path = os.fspath(errors_path) if errors_path is not None else None
+    try:
+        route = http_route(scorer)
+        if plan is not None:
+            job = {
+                "input": source.description,
+                "input_bytes": source.size_bytes,
+                "chunk_size": chunk_size,
+                "part_chunks": part_chunks,
+                "format": plan.fmt,
+                "target": getattr(client, "target_uri", None),
+                **target,
+                "feature_columns": feature_columns,
+                "keep_columns": keep_columns,
+                "prediction_column": prediction_column,
+                "params": params,
+                "on_bad_rows": on_bad_rows,
+            }
+            writer = PartWriter(plan, job=secret_free(job), resume=resume, overwrite=overwrite, errors_file=errors_file)
+    except BaseException:
+        source.close()
+        raise
+    summary.errors_path = (writer.errors_path() if writer is not None else errors_file) if isolate else None
     collected: list[ChunkResult] = []
     errors: list[dict[str, Any]] = []
     bar = _progress_bar(progress, source.total_rows)
@@ -235,12 +296,14 @@ def batch_predict(
             score_chunks(
                 source.chunks(chunk_size),
                 scorer,
+                route=route,
                 concurrency=concurrency,
                 skip=skip,
                 deliver=deliver,
                 on_progress=on_progress,
             )
     finally:
+        source.close()
         if bar is not None:
             bar.close()
     if part:
@@ -260,7 +323,10 @@ def batch_predict(
 
 
 def read_output(path: str | os.PathLike[str], output_format: str | None = None) -> pd.DataFrame:
-    """Read a batch output directory back as one DataFrame, parts in order (errors and manifest left out)."""
+    """Read a batch output back as one DataFrame: a single output file, or a directory of parts read in
+    order (errors and manifest left out). The format comes from ``output_format``, else the file's or
+    the parts' suffix. A file or part that cannot be read is an
+    :class:`~deployflow.errors.InvalidInputError` naming it."""
     import glob
 
     from .._extras import require_extra
@@ -268,25 +334,50 @@ def read_output(path: str | os.PathLike[str], output_format: str | None = None) 
     require_extra("batch", "reading batch output (deployflow.read_output)")
     import pandas as pd
 
-    from ._output import format_of_output
+    from ._output import format_of_output, part_number, staging_dir
 
     path = os.fspath(path)
-    fmt = format_of_output(path, output_format)
-    files = sorted(glob.glob(os.path.join(path, "part[-.]*")), key=_part_number)
-    if not files:
-        raise InvalidInputError(f"{path!r} holds no output parts")
-    if fmt == "parquet":
-        frames = [pd.read_parquet(f) for f in files]
-    elif fmt == "csv":
-        frames = [pd.read_csv(f) for f in files]
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "part[-.]*")), key=part_number)
+        if not files:
+            raise InvalidInputError(f"{path!r} holds no output parts")
+        fmt = format_of_output(files[0], output_format)
+    elif os.path.isfile(path):
+        files = [path]
+        fmt = format_of_output(path, output_format)
     else:
-        frames = [pd.read_json(f, lines=True) for f in files]
-    return pd.concat(frames, ignore_index=True)
+        staging = staging_dir(path.rstrip("/" + os.sep))
+        unfinished = os.path.isdir(staging)
+        raise InvalidInputError(
+            f"Output {path!r} does not exist"
+            + (f" (its job has not finished; parts so far are in {staging!r}: rerun it to resume)" if unfinished else "")
+        )
+    frames = [_read_frame(f, fmt) for f in files]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _part_number(path: str) -> tuple[int, str]:
-    digits = "".join(ch for ch in os.path.basename(path) if ch.isdigit())
-    return (int(digits) if digits else -1, path)
+def _read_frame(path: str, fmt: str) -> pd.DataFrame:
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        if os.path.getsize(path) == 0:  # a job with no rows writes an empty CSV or JSON-lines file
+            return pd.DataFrame()
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        if fmt == "csv":
+            return pd.read_csv(path)
+        return pd.read_json(path, lines=True)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InvalidInputError(f"Cannot read the batch output {path!r} as {fmt}: {exc}") from exc
+
+
+def _column_list(value: Any, name: str) -> list[Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise InvalidInputError(f"{name} must be a list of column names, got {value!r}")
+    return list(value)
 
 
 def _result_frame(
@@ -338,12 +429,6 @@ def _switch_interval(seconds: float | None) -> Iterator[None]:
             _switch_users -= 1
             if _switch_users == 0:
                 sys.setswitchinterval(_switch_saved)
-
-
-def _json_safe(value: Any) -> Any:
-    import orjson
-
-    return orjson.loads(orjson.dumps(value, default=str))
 
 
 def _is_dask(inputs: Any) -> bool:

@@ -2,9 +2,16 @@
 
 Each partition is scored on the worker that holds it. The client is never shipped: workers rebuild it
 from the target URI and the client's options, leaving out every option whose name says it is a secret
-(tokens, keys, passwords). Workers read credentials from their own environment or config files, as the
-target would on the driver (``DATABRICKS_TOKEN``, ``~/.databrickscfg``, ...). Clients are cached per
-worker process, so their connection pools are reused across partitions.
+(tokens, keys, passwords) or whose value the client keeps wrapped as one, and every such entry of an
+option that is a dict (``headers={"Authorization": ...}``). Workers read credentials from their own
+environment or config files, as the target would on the driver (``DATABRICKS_TOKEN``,
+``~/.databrickscfg``, ...). Options may be of any type the target takes (dicts, lists, objects):
+clients are cached per worker process under a Dask token of the URI and options, not under the options
+themselves, so their connection pools are reused across partitions.
+
+Output is written by Dask itself (no resume): a directory of parts, or, for a single-file output, parts
+staged in the hidden directory beside the file and joined into it at the end, as the one-machine path
+does.
 """
 
 from __future__ import annotations
@@ -12,52 +19,87 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
-from ._pipeline import score_chunks
+from ..redaction import redact
+from ._pipeline import http_route, score_chunks
 from ._runner import BatchSummary, ChunkResult, ChunkScorer, join_results
-from ._sources import Chunk, _rechunk
+from ._sources import Chunk, _rechunk, require_columns
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["ClientSpec", "batch_predict_dask"]
 
-_SECRET_NAME = re.compile(r"(?i)(token|secret|password|passwd|api_?key|credential|private)")
+_SECRET_NAME = re.compile(r"(?i)(token|secret|password|passwd|api[-_]?key|credential|private|authorization|cookie)")
 
 
-@dataclass(frozen=True)
+def _is_secret(name: str, value: Any) -> bool:
+    """A secret by its name, or by its type (a value the client keeps wrapped, as a ``Secret`` or a
+    pydantic ``SecretStr``, which both offer ``get_secret_value``)."""
+    return bool(_SECRET_NAME.search(name)) or callable(getattr(value, "get_secret_value", None))
+
+
+@dataclass(frozen=True, eq=False)
 class ClientSpec:
-    """What a worker needs to build its own client: a URI and the options that are not secrets."""
+    """What a worker needs to build its own client: a URI and the options that are not secrets.
+
+    Equal specs have equal ``key`` (a Dask token of the URI and options), which is what clients are
+    cached under: the options themselves may be unhashable.
+    """
 
     target_uri: str
     options: tuple[tuple[str, Any], ...] = ()
     withheld: tuple[str, ...] = field(default=())
+    key: str = ""
 
     @classmethod
     def from_client(cls, client: Any) -> ClientSpec:
-        options = dict(getattr(client, "options", {}) or {})
-        kept = tuple(sorted((k, v) for k, v in options.items() if not _SECRET_NAME.search(k)))
-        withheld = tuple(sorted(k for k in options if _SECRET_NAME.search(k)))
-        return cls(client.target_uri, kept, withheld)
+        from dask.base import tokenize
+
+        kept: list[tuple[str, Any]] = []
+        withheld: list[str] = []
+        for name, value in sorted(dict(getattr(client, "options", {}) or {}).items()):
+            if _is_secret(name, value):
+                withheld.append(name)
+                continue
+            if isinstance(value, Mapping):
+                secret = [k for k, v in value.items() if _is_secret(str(k), v)]
+                withheld.extend(f"{name}.{k}" for k in sorted(map(str, secret)))
+                value = {k: v for k, v in value.items() if k not in secret}
+            kept.append((name, value))
+        options = tuple(kept)
+        return cls(client.target_uri, options, tuple(withheld), tokenize(client.target_uri, options))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClientSpec) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:  # Dask logs a failed task's arguments
+        names = ", ".join(name for name, _ in self.options)
+        return f"ClientSpec({redact(self.target_uri)!r}, options=[{names}], withheld={list(self.withheld)})"
 
     def build(self) -> Any:
         with _cache_lock:
-            client = _clients.get(self)
+            client = _clients.get(self.key)
             if client is None:
                 from ..api import get_deploy_client
 
                 client = get_deploy_client(self.target_uri, **dict(self.options))
-                _clients[self] = client
+                _clients[self.key] = client
             return client
 
 
 _cache_lock = threading.Lock()
-_clients: dict[ClientSpec, Any] = {}
+_clients: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -96,6 +138,7 @@ def _score_partition(partition: pd.DataFrame, spec: ClientSpec, settings: _Score
     score_chunks(
         _rechunk([partition], settings.chunk_size),
         scorer,
+        route=http_route(scorer),
         concurrency=settings.concurrency,
         skip=lambda chunk: False,
         deliver=results.append,
@@ -120,13 +163,23 @@ def batch_predict_dask(
     output: Any,
     output_format: str | None,
     chunk_size: int,
+    required: list[Any],
 ) -> Any:
     """Score a Dask DataFrame partition by partition on the cluster."""
     from .._extras import require
 
     require("dask.dataframe", "dask", "batch scoring a Dask DataFrame")
+    from ._output import check_can_create, merge_parts, part_number, plan_output
+
     if scorer.isolate_bad_rows:
         raise InvalidInputError("on_bad_rows='isolate' is not available for Dask inputs yet; use 'raise'")
+    require_columns(ddf.columns, required, "The Dask DataFrame")
+    plan = plan_output(output, output_format) if output is not None else None
+    if plan is not None:
+        if plan.fmt not in ("parquet", "csv"):
+            raise InvalidInputError("Dask output can be written as Parquet or CSV; pass a .parquet or .csv path")
+        check_can_create(plan.parts_dir, "output")
+        check_can_create(plan.path, "output")
     spec = ClientSpec.from_client(client)
     settings = _ScorerSettings(
         target=tuple(scorer.target.items()),
@@ -146,30 +199,33 @@ def batch_predict_dask(
     if meta is None:
         raise InvalidInputError("The Dask DataFrame has no rows to score")
     scored = ddf.map_partitions(_score_partition, spec, settings, meta=meta)
-    if output is None:
+    if plan is None:
         return scored
-    from ._output import format_of_output
-
-    path = os.fspath(output)
-    fmt = format_of_output(path, output_format)
     started = time.monotonic()
-    if fmt == "parquet":
-        scored.to_parquet(path, write_index=False, overwrite=True)
-        import pyarrow.parquet as pq
+    folder = plan.parts_dir
+    if plan.single_file and os.path.isdir(folder):
+        shutil.rmtree(folder)  # what a killed earlier run staged: Dask outputs are written whole each time
+    try:
+        if plan.fmt == "parquet":
+            scored.to_parquet(folder, write_index=False, overwrite=True)
+            import pyarrow.parquet as pq
 
-        files = sorted(glob.glob(os.path.join(path, "*.parquet")))
-        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    elif fmt == "csv":
-        os.makedirs(path, exist_ok=True)
-        files = scored.to_csv(os.path.join(path, "part-*.csv"), index=False)
-        rows = sum(max(0, _count_lines(f) - 1) for f in files)
-    else:
-        raise InvalidInputError("Dask output can be written as Parquet or CSV; pass a .parquet or .csv path")
+            files = sorted(glob.glob(os.path.join(folder, "*.parquet")), key=part_number)
+            rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        else:
+            os.makedirs(folder, exist_ok=True)
+            files = scored.to_csv(os.path.join(folder, "part-*.csv"), index=False)
+            rows = sum(max(0, _count_lines(f) - 1) for f in files)
+    except OSError as exc:
+        raise InvalidInputError(f"Cannot write the output {plan.path!r}: {exc}") from exc
+    if plan.single_file:
+        merge_parts(files, plan.fmt, plan.path, scratch=folder)
+        shutil.rmtree(folder)
     return BatchSummary(
         rows=rows,
         chunks=ddf.npartitions,
         seconds=time.monotonic() - started,
-        output_path=path,
+        output_path=plan.path,
     )
 
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..aio import Answer
     from ._sources import Chunk
 
-__all__ = ["run_pipelined", "score_chunks"]
+__all__ = ["http_route", "run_pipelined", "score_chunks"]
 
 logger = get_logger(__name__)
 
@@ -136,21 +136,27 @@ def run_pipelined(
             io.stop()
 
 
+def http_route(scorer: ChunkScorer) -> HttpRoute | None:
+    """The client's HTTP route for the scorer's target, or ``None`` when it offers none. Looked up before
+    anything is sent or written, so a target that refuses the name (or its absence) says so first."""
+    route_of = getattr(scorer.client, "batch_http_route", None)
+    return route_of(**scorer.target) if callable(route_of) else None
+
+
 def score_chunks(
     chunks: Any,
     scorer: ChunkScorer,
     *,
+    route: HttpRoute | None,
     concurrency: int,
     skip: Callable[[Chunk], bool],
     deliver: Callable[[ChunkResult], None],
     on_progress: Callable[[Chunk, int], None],
 ) -> None:
-    """Score ``chunks`` through the client's HTTP route when it offers one, else through its
-    ``predict`` from a thread pool. Results reach ``deliver`` in input order either way."""
+    """Score ``chunks`` through ``route`` (from :func:`http_route`) when there is one, else through the
+    client's ``predict`` from a thread pool. Results reach ``deliver`` in input order either way."""
     from ._runner import run_chunks
 
-    route_of = getattr(scorer.client, "batch_http_route", None)
-    route = route_of(**scorer.target) if callable(route_of) else None
     if route is None:
         run_chunks(chunks, scorer, concurrency=concurrency, skip=skip, deliver=deliver, on_progress=on_progress)
     else:

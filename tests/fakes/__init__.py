@@ -5,7 +5,9 @@
 * :mod:`fakes.gateway`: the MLflow deployments server / AI gateway (paginated endpoint listing, queries,
   streaming);
 * :mod:`fakes.openai`: an OpenAI-compatible server, with Azure OpenAI's routes (chat, completions,
-  embeddings, models, streaming).
+  embeddings, models, streaming);
+* :mod:`fakes.scoring`: a model server speaking MLflow's scoring protocol (``/ping``, ``/invocations``),
+  optionally behind a bearer token, for the ``serving`` target's credential tests.
 
 Each is a real HTTP server (``ThreadingHTTPServer`` in a background thread on port 0), never a patch of
 deployflow's own code. :mod:`fakes.base` has the machinery they share: request log, injected faults

@@ -41,3 +41,13 @@ def slow_linear(data):
 def short(data):
     """One prediction too few: a broken model, not bad input."""
     return linear(data)[:-1]
+
+
+def uneven_records(data):
+    """Records whose ``note`` key appears only for rows with ``b`` of 100 or more, so the chunks of one
+    job can have different output columns."""
+    records = [{"score": float(b) * 0.5} for b in data["b"]]
+    for record, b in zip(records, data["b"]):
+        if b >= 100:
+            record["note"] = "high"
+    return pd.DataFrame.from_records(records)
