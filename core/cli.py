@@ -782,7 +782,7 @@ def get_endpoint(target: str, endpoint: str) -> None:
     "--output-path",
     "-O",
     required=True,
-    help="Output directory of numbered parts plus a manifest; its suffix (.parquet, .csv, .jsonl) picks the format.",
+    help="Output: a path with a suffix (.parquet, .csv, .jsonl) is one file, made when the job ends; a path ending in / or without a suffix is a directory of numbered parts plus a manifest.",
 )
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Rows per request (default 2000).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight at once.")
@@ -793,7 +793,7 @@ def get_endpoint(target: str, endpoint: str) -> None:
 @click.option("--keep-column", "keep_columns", multiple=True, help="An input column copied to the output; repeat for several (default: all).")
 @click.option("--no-input-columns", is_flag=True, help="Copy no input column to the output, only predictions.")
 @click.option("--prediction-column", default="prediction", show_default=True, help="Name of a single-output prediction column.")
-@click.option("--on-bad-rows", type=click.Choice(["raise", "isolate"]), default="raise", show_default=True, help="Stop at rejected rows, or isolate them into <output>/_errors/.")
+@click.option("--on-bad-rows", type=click.Choice(["raise", "isolate"]), default="raise", show_default=True, help="Stop at rejected rows, or isolate them (into <output>.errors.jsonl beside a file, <output>/_errors/ in a directory).")
 @click.option("--overwrite", is_flag=True, help="Discard what the output holds and start over.")
 @click.option("--no-resume", is_flag=True, help="Refuse to continue a job found in the output.")
 @click.option("--max-chunk-retries", type=click.IntRange(min=0), default=3, show_default=True, help="Retries of a chunk that fails with a retryable error.")
