@@ -1,12 +1,18 @@
 """Example DAG: deploy a model on the ``local`` target, wait (deferred) until it serves, score a file in
 batch, and tear the deployment down whatever happened.
 
-Set-up (everything stays on 127.0.0.1)::
+The file is self-contained: the model it deploys (:class:`ChurnModel`, a logistic regression with
+fixed weights, in numpy) is defined below, and the deployment serves it from this file, wherever the
+file lies. Copy it alone into a DAGs folder and run it (everything stays on 127.0.0.1)::
 
     pip install 'deployflow[airflow]'
     export AIRFLOW_CONN_DEPLOYFLOW_LOCAL='{"conn_type": "deployflow", "host": "local"}'
-    cp examples/airflow/deploy_and_score.py "$AIRFLOW_HOME/dags/"   # or point dags_folder here
+    cp examples/airflow/deploy_and_score.py "$AIRFLOW_HOME/dags/"
     airflow dags test deployflow_deploy_and_score
+
+The DAG's params can be set per run: ``rows`` (how many customers to score, default 5000),
+``deployment_name``, ``timeout`` (seconds to wait until the deployment serves, default 300) and
+``output_dir``, for example ``airflow dags test deployflow_deploy_and_score -c '{"rows": 500}'``.
 
 The connection's *Target URI* picks the target (``local`` keeps its state in ``~/.deployflow``;
 ``local:///abs/dir`` elsewhere). A token for targets that need one goes in the connection's password,
@@ -26,6 +32,7 @@ import datetime
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import DAG, task
 
@@ -35,7 +42,32 @@ from deployflow.integrations.airflow.operators import (
     DeleteDeploymentOperator,
 )
 
-MODEL_URI = f"python:{Path(__file__).resolve().parents[1] / 'models' / 'churn.py'}:model"
+
+class ChurnModel:
+    """Per customer row, the probability of leaving (``churn_probability``) and a yes/no label
+    (``will_churn``, probability >= 0.5)."""
+
+    features = ["tenure_months", "monthly_charges", "support_calls", "has_contract"]
+    weights = [-0.06, 0.025, 0.45, -1.3]
+    bias = -0.8
+
+    def predict(self, data: Any) -> Any:
+        # numpy and pandas load in the scoring server, not each time the DAG file is parsed.
+        import numpy as np
+        import pandas as pd
+
+        missing = [column for column in self.features if column not in data.columns]
+        if missing:
+            raise ValueError(f"missing feature columns: {missing}")
+        x = data[self.features].to_numpy(dtype="float64")
+        probability = 1.0 / (1.0 + np.exp(-(x @ np.array(self.weights) + self.bias)))
+        return pd.DataFrame({"churn_probability": probability.round(6), "will_churn": probability >= 0.5})
+
+
+#: What the deployment serves: the model above, loaded by the scoring server from this very file.
+model = ChurnModel()
+MODEL_URI = f"python:{Path(__file__).resolve()}:model"
+
 CONN_ID = "deployflow_local"
 OUTPUT_DIR = os.environ.get(
     "DEPLOYFLOW_EXAMPLE_OUTPUT", os.path.join(tempfile.gettempdir(), "deployflow-airflow-example")
@@ -50,7 +82,12 @@ with DAG(
     start_date=datetime.datetime(2025, 1, 1),
     catchup=False,
     tags=["deployflow", "example"],
-    params={"deployment_name": "churn", "rows": 5000, "output_dir": OUTPUT_DIR},
+    params={
+        "deployment_name": "churn",
+        "rows": 5000,
+        "timeout": 300,
+        "output_dir": OUTPUT_DIR,
+    },
     default_args={"retries": 2, "retry_delay": datetime.timedelta(seconds=10)},
 ) as dag:
 
@@ -85,7 +122,7 @@ with DAG(
         config={"wait": False},  # return at once; the wait below is deferred
         if_exists="adopt",
         deferrable=True,  # wait in the triggerer, not in a worker slot
-        timeout=300,
+        timeout="{{ params.timeout }}",
         poll_interval=1,
     )
 

@@ -3,8 +3,10 @@ and tears the deployment down, whatever happens.
 
 Run it with `python examples/prefect/deploy_and_score.py` (with `pip install 'deployflow[prefect]'`): Prefect
 starts a temporary API server if none is configured. Everything stays on 127.0.0.1; the state and the
-output go under ./prefect-demo-output/. To keep the target's settings in Prefect instead of in code, save a
-block once and pass its name::
+output go under ./prefect-demo-output/. The file is self-contained: the model the flow deploys by default
+(:class:`ChurnModel`) is defined below and served from this file, so a copy of the file runs on its own,
+wherever it lies. To keep the target's settings in Prefect instead of in code, save a block once and
+pass its name::
 
     DeploymentTarget(target_uri="local:///srv/deployflow").save("models-local")
     python examples/prefect/deploy_and_score.py --block models-local
@@ -29,8 +31,26 @@ from deployflow.integrations.prefect import (
     wait_for_deployment_ready,
 )
 
-HERE = Path(__file__).resolve().parent
-MODEL = f"python:{HERE.parent / 'models' / 'churn.py'}:model"
+class ChurnModel:
+    """Per customer row, the probability of leaving (``churn_probability``) and a yes/no label
+    (``will_churn``, probability >= 0.5): a logistic regression with fixed weights, in numpy."""
+
+    features = ["tenure_months", "monthly_charges", "support_calls", "has_contract"]
+    weights = np.array([-0.06, 0.025, 0.45, -1.3])
+    bias = -0.8
+
+    def predict(self, data: pd.DataFrame) -> pd.DataFrame:
+        missing = [column for column in self.features if column not in data.columns]
+        if missing:
+            raise ValueError(f"missing feature columns: {missing}")
+        x = data[self.features].to_numpy(dtype="float64")
+        probability = 1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias)))
+        return pd.DataFrame({"churn_probability": probability.round(6), "will_churn": probability >= 0.5})
+
+
+#: What the flow deploys by default: the model above, loaded by the scoring server from this very file.
+model = ChurnModel()
+MODEL = f"python:{Path(__file__).resolve()}:model"
 
 
 def make_customers(path: Path, rows: int) -> Path:

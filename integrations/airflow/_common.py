@@ -13,6 +13,11 @@
   requests. Exceptions: a plugin client that takes no ``max_retries`` keeps its own policy;
   ``BatchPredictOperator`` is not retried on deployflow errors (each chunk has ``max_chunk_retries``);
   sensors and waits poll through transient errors until their deadline.
+* Templated settings: numbers, flags and choices (``timeout``, ``poll_interval``, ``if_exists``, ...)
+  are template fields, so ``"{{ params.timeout }}"`` is a valid value. A literal value is checked and
+  converted when the DAG is parsed; a template or an XCom reference is checked by the same rule once it
+  has rendered, when the task runs (:func:`check_arguments`). A wrong value raises
+  :class:`InvalidArgumentError` either way, with the same message; when the task runs it is not retried.
 * Small JSON-safe XCom values.
 """
 
@@ -22,21 +27,33 @@ import contextlib
 import datetime
 import math
 import time
-from typing import Any, Iterator, Mapping, NoReturn
+from typing import Any, Callable, Iterator, Mapping, NoReturn
+
+from airflow.sdk.exceptions import AirflowFailException
 
 from deployflow import (
+    IF_EXISTS,
     DeploymentError,
     DeploymentFailedError,
+    InvalidInputError,
     NotFoundError,
     WaitTimeoutError,
 )
 from deployflow.redaction import redact
+from deployflow.retry import as_bool, as_int
 
 __all__ = [
     "DEFAULT_CONN_ID",
     "DEFER_GRACE",
     "default_deferrable",
+    "InvalidArgumentError",
     "seconds",
+    "flag",
+    "count",
+    "whole_number_text",
+    "if_exists_choice",
+    "is_literal",
+    "check_arguments",
     "deadline_after",
     "seconds_left",
     "describe_deadline",
@@ -68,20 +85,86 @@ def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
+class InvalidArgumentError(AirflowFailException, ValueError):
+    """A task argument that is wrong: a ``ValueError`` when the DAG is parsed, and, when a template
+    rendered to it, a failure of the task that no retry can fix (an ``AirflowFailException``)."""
+
+
 def seconds(value: float | int | datetime.timedelta | str, what: str = "timeout") -> float:
     """``value`` as a finite number of seconds >= 0 (a ``timedelta`` or a number, or its text)."""
     if isinstance(value, datetime.timedelta):
         result = value.total_seconds()
     elif isinstance(value, bool):
-        raise ValueError(f"{what} must be a number of seconds, got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a number of seconds, got {value!r}")
     else:
         try:
             result = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{what} must be a number of seconds, got {value!r}") from None
+            raise InvalidArgumentError(f"{what} must be a number of seconds, got {value!r}") from None
     if not math.isfinite(result) or result < 0:
-        raise ValueError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
     return result
+
+
+def flag(value: Any, what: str) -> bool:
+    """``value`` as a bool: a bool, 0 or 1, or a word such as ``"true"``, ``"False"``, ``"no"`` (what a
+    template renders a flag to)."""
+    try:
+        return as_bool(value, what)
+    except InvalidInputError as error:
+        raise InvalidArgumentError(str(error)) from None
+
+
+def count(value: Any, what: str) -> int:
+    """``value`` as an integer >= 0 (an int, or its text)."""
+    try:
+        return as_int(value, what, minimum=0)
+    except InvalidInputError as error:
+        raise InvalidArgumentError(str(error)) from None
+
+
+def whole_number_text(value: Any, what: str) -> Any:
+    """``value`` as an int when it is the text of one (``"2000"``, as a template renders a number),
+    else unchanged, so that whoever takes it checks it with its own rule and message."""
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def if_exists_choice(value: Any, what: str = "if_exists") -> str:
+    """``value`` if it is one of :data:`deployflow.IF_EXISTS` (``adopt``, ``update``, ``fail``)."""
+    if value not in IF_EXISTS:
+        raise InvalidArgumentError(f"{what} must be one of {', '.join(IF_EXISTS)}; got {value!r}")
+    return value
+
+
+def is_literal(value: Any) -> bool:
+    """Whether ``value`` is known when the DAG is parsed: ``None``, a number, a bool, a ``timedelta`` or
+    text without Jinja. Templates and XCom references are only known once the task runs."""
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    return value is None or isinstance(value, (bool, int, float, datetime.timedelta))
+
+
+#: How :func:`check_arguments` checks one argument: ``(value, its name) -> the value to use``.
+ArgumentCheck = Callable[[Any, str], Any]
+
+
+def check_arguments(task: Any, checks: Mapping[str, ArgumentCheck], *, rendered: bool) -> None:
+    """Replace each attribute of ``task`` named in ``checks`` by what its check returns; ``None`` (the
+    argument's default meaning "not set") is left alone.
+
+    ``rendered=False`` (in ``__init__``, when the DAG is parsed) checks literal values only and leaves
+    templates and XCom references as they are; ``rendered=True`` (first thing in ``execute``, after
+    Airflow rendered the templates) checks every value.
+    """
+    for name, check in checks.items():
+        value = getattr(task, name)
+        if value is not None and (rendered or is_literal(value)):
+            setattr(task, name, check(value, name))
 
 
 def deadline_after(timeout: float, start: float | None = None) -> float:

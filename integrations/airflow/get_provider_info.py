@@ -64,6 +64,14 @@ def get_provider_info() -> dict[str, Any]:
                             "and serving targets accept)."
                         ),
                     },
+                    "test_endpoint": {
+                        "label": "Endpoint to test",
+                        "schema": {"type": ["string", "null"]},
+                        "description": (
+                            "An endpoint whose status the Test button checks (optional; without it the test "
+                            "lists the target's endpoints, or its deployments)."
+                        ),
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "login"],

@@ -1,4 +1,5 @@
-"""What every task needs: a client with one retry level, a run logger, redacted JSON-safe values."""
+"""What every task needs: a client with one retry level, a run logger, JSON-safe values (metadata
+redacted, a model's output as it came)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ __all__ = [
     "RedactingLogger",
     "in_run",
     "last_attempt",
+    "plain",
     "safe",
     "reveal",
     "slug",
@@ -155,10 +157,20 @@ def last_attempt(error: BaseException) -> bool:
     return context.task_run.run_count > retries
 
 
+def plain(value: Any) -> Any:
+    """``value`` as plain JSON (str, numbers, lists, dicts), its strings unchanged: the form a model's
+    output takes in a task result."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def safe(value: Any) -> Any:
-    """``value`` as plain JSON (str, numbers, lists, dicts) with every string redacted."""
-    plain = json.loads(json.dumps(value, default=str))
-    return _redact_strings(plain)
+    """Metadata (names, URLs, states, reasons, counts) as plain JSON with every string redacted.
+
+    Only for what deployflow says about a step, never for what a model returned: a prediction that
+    reads like a credential (``"password: hunter22"``) is data, and masking it would change it. Task
+    results that carry a model's output use :func:`plain`.
+    """
+    return _redact_strings(plain(value))
 
 
 def _redact_strings(value: Any) -> Any:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from prefect.blocks.core import Block
 from prefect.types import SecretDict
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from deployflow import BaseDeploymentClient, get_deploy_client
-from deployflow.redaction import register_secret
+from deployflow.redaction import MASK, register_secret
 
 __all__ = ["DeploymentTarget"]
 
@@ -19,12 +20,20 @@ __all__ = ["DeploymentTarget"]
 _SECRET_NAME = re.compile(r"(?i)token|secret|password|passwd|credential|api_?key|private_?key")
 
 
+def _credential_names(options: Mapping[Any, Any]) -> list[str]:
+    """The option names in ``options`` that look like credentials, sorted."""
+    return sorted(str(name) for name in options if _SECRET_NAME.search(str(name)))
+
+
 class DeploymentTarget(Block):
     """A deployflow target: its URI, its credentials (stored as secrets) and its client options.
 
     The client is built from the fields alone: nothing is read from or written to ``os.environ``.
     Every secret is registered with deployflow's redaction as soon as the block exists, so it is masked
-    in every message, log line, task result and artifact deployflow produces in this process.
+    in every message, log line and artifact deployflow produces in this process, and in the metadata of
+    task results (names, URLs, states, reasons). A model's predictions are data: tasks return them as
+    the model answered. A credential-like name in ``client_options`` is refused without the refusal
+    quoting its value.
 
     Retries: inside deployflow's tasks the client is built with the transport's retries off
     (``max_retries=0``); a ``max_retries`` in ``client_options`` is not used there (the task run logs a
@@ -87,10 +96,26 @@ client = DeploymentTarget.load("BLOCK_NAME").get_client()
             raise ValueError("target_uri must not be empty")
         return value.strip()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mask_credentials_in_client_options(cls, data: Any) -> Any:
+        # pydantic quotes a refused field's input in its error (str, repr, errors(), json()), so the
+        # values of credential-like options are masked before the field check below refuses them.
+        if not isinstance(data, Mapping):
+            return data
+        options = data.get("client_options")
+        if not isinstance(options, Mapping):
+            return data
+        leaked = _credential_names(options)
+        if not leaked:
+            return data
+        masked = {name: MASK if str(name) in leaked else value for name, value in options.items()}
+        return {**data, "client_options": masked}
+
     @field_validator("client_options")
     @classmethod
     def _check_client_options(cls, value: dict[str, Any]) -> dict[str, Any]:
-        leaked = sorted(name for name in value if _SECRET_NAME.search(name))
+        leaked = _credential_names(value)
         if leaked:
             raise ValueError(
                 f"client_options {leaked} look like credentials; put them in auth_token or secret_options, "

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 import deployflow
 from deployflow import BatchSummary, InvalidInputError
 
-from ._runtime import TargetLike, open_client, run_logger, safe, scrub_errors, target_label
+from ._runtime import TargetLike, open_client, plain, run_logger, safe, scrub_errors, target_label
 from .artifacts import BatchProgressArtifact, batch_summary_artifact
 from .retries import retry_never, step_options
 
@@ -32,7 +32,8 @@ def predict(
 
     ``inputs`` is what the client's ``predict`` takes: a DataFrame, a list, or a dict in the scoring
     protocol's form (``{"inputs": [[...]]}``, ``{"dataframe_split": {...}}``). Returns the answer as a
-    plain dict with a ``predictions`` key. Meant for small payloads; use :func:`batch_predict` for
+    plain dict with a ``predictions`` key, exactly as the model gave it (credential masking applies to
+    logs and errors, not to a model's output). Meant for small payloads; use :func:`batch_predict` for
     files and large frames. Retried on retryable errors, each attempt sending one request: at most
     ``1 + retries`` requests (see :mod:`deployflow.integrations.prefect.retries`).
 
@@ -54,10 +55,9 @@ def predict(
             response = client.predict(inputs=inputs, endpoint=endpoint)
         else:
             response = client.predict(deployment_name, inputs)
-    answer = response.to_json() if hasattr(response, "to_json") else json.dumps(response, default=str)
-    result = json.loads(answer)
     run_logger().info("Scored one request with %s", f"endpoint {endpoint!r}" if endpoint else repr(deployment_name))
-    return safe(result)
+    # The model's answer, as it answered: redaction is for messages and metadata, never for its data.
+    return json.loads(response.to_json()) if hasattr(response, "to_json") else plain(response)
 
 
 @task(name="batch_predict", retries=0, retry_condition_fn=retry_never, cache_policy=NO_CACHE)

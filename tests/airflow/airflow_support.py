@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 EXAMPLE_DAG_FILE = REPO / "examples" / "airflow" / "deploy_and_score.py"
 TEST_DAG_FILE = HERE / "dags" / "deployflow_test_dags.py"
+TEMPLATED_DAG_FILE = HERE / "dags" / "deployflow_templated_dags.py"
 
 HOME = Path(tempfile.mkdtemp(prefix="deployflow-airflow-"))
 DAGS_FOLDER = HOME / "dags"
@@ -59,7 +60,7 @@ def link_dags() -> None:
     """Put the example DAG and the test DAGs into the session's DAGs folder (as symlinks, so each file
     still finds its models relative to where it really lives)."""
     DAGS_FOLDER.mkdir(parents=True, exist_ok=True)
-    for source in (EXAMPLE_DAG_FILE, TEST_DAG_FILE):
+    for source in (EXAMPLE_DAG_FILE, TEST_DAG_FILE, TEMPLATED_DAG_FILE):
         link = DAGS_FOLDER / source.name
         if not link.exists():
             link.symlink_to(source)
@@ -85,8 +86,9 @@ def example_dag() -> Any:
     return load_module(EXAMPLE_DAG_FILE).dag
 
 
-def suite_dag(dag_id: str) -> Any:
-    return load_module(TEST_DAG_FILE).DAGS[dag_id]
+def suite_dag(dag_id: str, path: Path = TEST_DAG_FILE) -> Any:
+    """DAG ``dag_id`` of a test DAG file (by default ``dags/deployflow_test_dags.py``)."""
+    return load_module(path).DAGS[dag_id]
 
 
 def task_instances(run: Any) -> dict[str, Any]:

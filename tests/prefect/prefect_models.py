@@ -19,3 +19,17 @@ def linear(data, params=None):
     if params and "raise" in params:
         raise ValueError(params["raise"])
     return (data["a"] * 2 + data["b"]).to_numpy()
+
+
+#: What :func:`text_reply` answers for every row: text a credential-masking pattern would match.
+REPLY = "Set password: hunter22 now"
+
+
+def text_reply(data, params=None):
+    """One line of text per input row, :data:`REPLY`, as a text model answers.
+
+    With ``params={"raise": text}`` it fails with ``text``.
+    """
+    if params and "raise" in params:
+        raise ValueError(params["raise"])
+    return [REPLY] * len(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import traceback
 from importlib import metadata
 
 import pytest
@@ -57,6 +58,41 @@ def test_stored_block_keeps_secrets_out_of_the_plain_fields():
 def test_credentials_in_plain_options_are_refused():
     with pytest.raises(ValidationError, match="auth_token or secret_options"):
         DeploymentTarget(target_uri="local", client_options={"password": "hunter2-hunter2"})
+
+
+def _everything_an_error_shows(error: BaseException) -> str:
+    """Every text a caller, a log or a traceback can get out of ``error`` and the errors it chains."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        parts += [str(link), repr(link), repr(link.args)]
+        if isinstance(link, ValidationError):
+            parts += [repr(link.errors()), link.json()]
+        pending += [link.__cause__, link.__context__]
+    parts.append("".join(traceback.format_exception(error)))
+    return "\n".join(parts)
+
+
+def test_a_refused_credential_is_not_echoed_by_the_validation_error():
+    secret = "sk-live-7Qd2mX9pLr4Tz8Wc1Nb6Hy3Kf5Jg0V"  # 38 characters, the shape of a real key
+    assert len(secret) == 38
+    with pytest.raises(ValidationError) as raised:
+        DeploymentTarget(target_uri="local", client_options={"api_key": secret, "timeout": 30})
+    error = raised.value
+
+    shown = _everything_an_error_shows(error)
+    # Not the secret, nor any 6 characters of it in a row (pydantic abbreviates long values).
+    pieces = {secret[i:i + 6] for i in range(len(secret) - 5)}
+    assert not [piece for piece in pieces if piece in shown], shown
+    # Still a useful refusal: which option, where it belongs, on which field.
+    assert "client_options ['api_key'] look like credentials" in str(error)
+    assert "put them in auth_token or secret_options" in str(error)
+    assert [e["loc"] for e in error.errors()] == [("client_options",)]
 
 
 def test_collections_entry_point_points_at_the_package():

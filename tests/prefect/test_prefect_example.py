@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -70,3 +77,32 @@ def test_example_flow_tears_down_when_scoring_fails(target_uri, tmp_path):
     runs = {run.name.rsplit("-", 1)[0]: run for run in task_runs_of(state.state_details.flow_run_id)}
     assert runs["delete_deployment"].state.is_completed()
     assert runs["batch_predict"].state.is_failed()
+
+
+def test_example_file_copied_alone_runs_as_its_docstring_says(prefect_server, tmp_path):
+    # The docstring: the file is self-contained, a copy runs on its own with `python <file>`, and the
+    # state and the output go under ./prefect-demo-output/.
+    alone = tmp_path / "somewhere" / "deploy_and_score.py"
+    alone.parent.mkdir()
+    shutil.copy(EXAMPLES / "deploy_and_score.py", alone)
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+
+    finished = subprocess.run(
+        [sys.executable, str(alone), "--rows", "300"],
+        cwd=workdir, env={**os.environ, "PREFECT_API_URL": prefect_server}, capture_output=True, text=True,
+        timeout=300,
+    )
+
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    printed = re.search(r"^\{$", finished.stdout, re.MULTILINE)  # the result, printed last as indented JSON
+    assert printed, finished.stdout[-3000:]
+    result = json.loads(finished.stdout[printed.start():])
+    assert result["deployment"]["model_uri"] == f"python:{alone.resolve()}:model"
+    assert result["deployment"]["state"] == "READY"
+    assert result["summary"]["rows"] == 300 and result["summary"]["failed_rows"] == 0
+    out = workdir / "prefect-demo-output"
+    scores = read_output(out / "scores.parquet")
+    assert scores["customer_id"].tolist() == list(range(1, 301))
+    with get_deploy_client(f"local://{out / 'state'}") as client:
+        assert client.list_deployments() == []  # torn down

@@ -8,7 +8,8 @@ The connection holds:
 * **Token** (the connection's *password*): handed to the client as the option named by the extra key
   ``token_option`` (default ``auth_token``, which the ``local`` and ``serving`` targets accept).
 * **Extra** (JSON): every other key is a client option, as in ``get_deploy_client(uri, **options)``:
-  ``{"timeout": 30}``.
+  ``{"timeout": 30}``; except ``test_endpoint``, the endpoint the UI's *Test* button checks (see
+  :meth:`DeploymentHook.test_connection`), which is not passed to the client.
 
 Retries: the hook builds its client for pipeline steps (operators, sensors, triggers and
 ``test_connection`` all use :meth:`DeploymentHook.get_conn`), so the client always has the transport's
@@ -38,7 +39,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from airflow.sdk import BaseHook
 
-from deployflow import BaseDeploymentClient, DeploymentError, InvalidInputError, client_for_steps, get_deploy_client
+from deployflow import (
+    BaseDeploymentClient,
+    DeploymentError,
+    InvalidInputError,
+    State,
+    client_for_steps,
+    get_deploy_client,
+)
 from deployflow.redaction import redact, register_secret
 
 
@@ -51,7 +59,7 @@ __all__ = ["DeploymentHook", "client_arguments"]
 DEFAULT_TOKEN_OPTION = "auth_token"
 
 _EXTRA_PREFIX = "extra__deployflow__"
-_RESERVED = frozenset({"target_uri", "token_option"})
+_RESERVED = frozenset({"target_uri", "token_option", "test_endpoint"})
 
 
 def _plain_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -182,17 +190,47 @@ class DeploymentHook(BaseHook):
     # ----------------------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Used by the UI's *Test* button: builds the client and lists the target's deployments."""
+        """Used by the UI's *Test* button: ``(True, what the target answered)`` when the target could be
+        reached with the connection's credentials, else ``(False, why)``. The message never holds the
+        token.
+
+        It asks the target one read-only question that the target offers, the first of:
+
+        1. the status of the endpoint named by the extra key ``test_endpoint``, if there is one (an
+           endpoint the target does not have fails the test);
+        2. ``list_endpoints()`` (the MLflow gateway, OpenAI, Databricks and ``local`` answer it);
+        3. ``list_deployments()``, for targets without endpoints.
+
+        A refused token, an unreachable host or a target that offers none of these fails the test.
+        """
         try:
             client = self.get_conn()
-            count = len(client.list_deployments())
-        except (DeploymentError, NotImplementedError) as error:
+            named = _plain_extra(self.get_connection(self.deployflow_conn_id).extra_dejson).get("test_endpoint")
+            if named:
+                return _test_endpoint(client, str(named))
+            return _test_listing(client)
+        except DeploymentError as error:
             return False, redact(str(error))
         except Exception as error:  # the UI shows the message; any failure means "not usable"
             return False, redact(f"{type(error).__name__}: {error}")
         finally:
             self.close()
-        return True, f"Connected: the target lists {count} deployment(s)"
+
+
+def _test_endpoint(client: BaseDeploymentClient, endpoint: str) -> tuple[bool, str]:
+    status = client.endpoint_status(endpoint)
+    if status.state is State.NOT_FOUND:
+        return False, redact(f"Connected, but the target has no endpoint {endpoint!r}: {status.reason or 'not found'}")
+    reason = f" ({status.reason})" if status.reason else ""
+    return True, redact(f"Connected: endpoint {endpoint!r} is {status.state.value}{reason}")
+
+
+def _test_listing(client: BaseDeploymentClient) -> tuple[bool, str]:
+    try:
+        return True, f"Connected: the target lists {len(client.list_endpoints())} endpoint(s)"
+    except NotImplementedError:  # NotSupportedError too: this target has no endpoints
+        pass
+    return True, f"Connected: the target lists {len(client.list_deployments())} deployment(s)"
 
 
 def _mask(secret: str | None) -> None:

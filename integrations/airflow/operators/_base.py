@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
@@ -15,10 +15,13 @@ from deployflow import BaseDeploymentClient, DeploymentError, DeploymentFailedEr
 from .._common import (
     DEFAULT_CONN_ID,
     DEFER_GRACE,
+    ArgumentCheck,
+    check_arguments,
     deadline_after,
     default_deferrable,
     describe_deadline,
     error_from_event,
+    flag,
     raise_for,
     seconds,
     seconds_left,
@@ -30,7 +33,10 @@ from ..triggers.readiness import DeploymentReadyTrigger, EndpointReadyTrigger
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-__all__ = ["DeployflowOperator", "ReadinessWaitingOperator"]
+__all__ = ["DeployflowOperator", "ReadinessWaitingOperator", "WAITING_TEMPLATE_FIELDS"]
+
+#: The waiting settings, templated in every operator that waits (beside the operator's own fields).
+WAITING_TEMPLATE_FIELDS = ("wait_for_completion", "timeout", "poll_interval", "max_poll_interval", "not_found_grace")
 
 
 class DeployflowOperator(BaseOperator):
@@ -41,9 +47,17 @@ class DeployflowOperator(BaseOperator):
 
     ui_color = "#e8f0fe"
 
+    #: The arguments checked (and converted) by :meth:`check_arguments`, with their checks.
+    argument_checks: ClassVar[Mapping[str, ArgumentCheck]] = {}
+
     def __init__(self, *, deployflow_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deployflow_conn_id = deployflow_conn_id
+
+    def check_arguments(self, *, rendered: bool) -> None:
+        """Check and convert :attr:`argument_checks`: the literal ones when the DAG is parsed (a
+        subclass's ``__init__`` calls this last), all of them, rendered, when ``execute`` starts."""
+        check_arguments(self, self.argument_checks, rendered=rendered)
 
     @cached_property
     def hook(self) -> DeploymentHook:
@@ -64,40 +78,60 @@ class DeployflowOperator(BaseOperator):
 class ReadinessWaitingOperator(DeployflowOperator):
     """An operator that can wait, after its change, until the deployment or endpoint is READY.
 
-    :param wait_for_completion: wait until READY before the task succeeds (default ``True``).
-    :param timeout: seconds to wait, counted from when the wait starts (default 900). The same single
-        deadline applies whether the task waits in its worker or deferred in the triggerer.
+    :param wait_for_completion: wait until READY before the task succeeds (default ``True``; templated,
+        a rendered ``"true"``/``"false"`` is read as a flag).
+    :param timeout: seconds to wait, counted from when the wait starts (default 900; templated). The
+        same single deadline applies whether the task waits in its worker or deferred in the triggerer.
     :param poll_interval: seconds before the second status check; later checks back off up to
-        ``max_poll_interval``.
-    :param max_poll_interval: the longest pause between two status checks.
+        ``max_poll_interval`` (templated; 0 means 1 s).
+    :param max_poll_interval: the longest pause between two status checks (templated; never shorter
+        than ``poll_interval``).
     :param not_found_grace: seconds a missing deployment or endpoint is tolerated (a change that has not
-        propagated yet) before the task fails.
+        propagated yet) before the task fails (templated).
     :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to Airflow's
         ``[operators] default_deferrable``.
+
+    The durations are numbers of seconds, their text, or ``timedelta``. A literal value is checked
+    when the DAG is parsed; a templated one when the task runs, by the same rule, failing the task
+    without a retry (:class:`~deployflow.integrations.airflow._common.InvalidArgumentError`, a
+    ``ValueError``).
 
     Outcomes are the same in both modes: READY succeeds; FAILED or still missing fails at once
     (``AirflowFailException``, with the target's reason, no retry); running out of time fails too:
     the timeout is the whole budget of the wait, so a retry would only wait longer than asked.
     """
 
+    argument_checks: ClassVar[Mapping[str, ArgumentCheck]] = {
+        "wait_for_completion": flag,
+        "timeout": seconds,
+        "poll_interval": seconds,
+        "max_poll_interval": seconds,
+        "not_found_grace": seconds,
+    }
+
     def __init__(
         self,
         *,
-        wait_for_completion: bool = True,
-        timeout: float | datetime.timedelta = 900.0,
-        poll_interval: float | datetime.timedelta = 5.0,
-        max_poll_interval: float | datetime.timedelta = 30.0,
-        not_found_grace: float | datetime.timedelta = 30.0,
+        wait_for_completion: bool | str = True,
+        timeout: float | datetime.timedelta | str = 900.0,
+        poll_interval: float | datetime.timedelta | str = 5.0,
+        max_poll_interval: float | datetime.timedelta | str = 30.0,
+        not_found_grace: float | datetime.timedelta | str = 30.0,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.wait_for_completion = wait_for_completion
-        self.timeout = seconds(timeout, "timeout")
-        self.poll_interval = seconds(poll_interval, "poll_interval") or 1.0
-        self.max_poll_interval = max(seconds(max_poll_interval, "max_poll_interval"), self.poll_interval)
-        self.not_found_grace = seconds(not_found_grace, "not_found_grace")
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.not_found_grace = not_found_grace
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
+
+    def _polling(self) -> tuple[float, float]:
+        """``(poll_interval, max_poll_interval)`` as the wait uses them (after :meth:`check_arguments`)."""
+        first = self.poll_interval or 1.0
+        return first, max(self.max_poll_interval, first)
 
     # Subclasses say what they wait for.
     def _readiness_target(self) -> tuple[str, str | None, str | None]:
@@ -142,10 +176,11 @@ class ReadinessWaitingOperator(DeployflowOperator):
             )
         self.log.info("Waiting for %s until %s", self._what(), describe_deadline(deadline))
         kind, name, endpoint = self._readiness_target()
+        poll_interval, max_poll_interval = self._polling()
         plan = {
             "timeout": seconds_left(deadline),
-            "poll_interval": self.poll_interval,
-            "max_poll_interval": self.max_poll_interval,
+            "poll_interval": poll_interval,
+            "max_poll_interval": max_poll_interval,
             "not_found_grace": seconds_left(not_found_deadline),
         }
         with translate_errors():
@@ -157,12 +192,13 @@ class ReadinessWaitingOperator(DeployflowOperator):
 
     def _trigger(self, deadline: float, not_found_deadline: float, carry: dict[str, Any]) -> Any:
         kind, name, endpoint = self._readiness_target()
+        poll_interval, max_poll_interval = self._polling()
         common = {
             "deployflow_conn_id": self.deployflow_conn_id,
             "deadline": deadline,
             "not_found_deadline": not_found_deadline,
-            "poll_interval": self.poll_interval,
-            "max_poll_interval": self.max_poll_interval,
+            "poll_interval": poll_interval,
+            "max_poll_interval": max_poll_interval,
             "carry": carry,
         }
         if kind == "deployment":

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from deployflow import IF_EXISTS, BaseDeploymentClient, ensure_deployment
+from deployflow import BaseDeploymentClient, ensure_deployment
 
-from .._common import given, small_record, translate_errors
-from ._base import DeployflowOperator, ReadinessWaitingOperator
+from .._common import given, if_exists_choice, small_record, translate_errors
+from ._base import WAITING_TEMPLATE_FIELDS, DeployflowOperator, ReadinessWaitingOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -52,7 +52,8 @@ class CreateDeploymentOperator(_DeploymentOperator):
         serves the same model (same ``model_uri`` and, when both are known, the same flavor) and fails if
         it serves another; ``"update"`` rolls it forward to this model and config (or adopts it when
         it serves this model already and no config is given); ``"fail"`` refuses. With ``"adopt"``, a
-        task retried after its create succeeded takes over what it created.
+        task retried after its create succeeded takes over what it created. Templated; another value
+        fails with ``ValueError`` when the DAG is parsed, or, rendered, when the task runs (no retry).
     :param deployflow_conn_id: the ``deployflow`` connection (templated).
 
     Waiting (``wait_for_completion``, ``timeout``, ``deferrable``, ...) is described in
@@ -69,8 +70,11 @@ class CreateDeploymentOperator(_DeploymentOperator):
         "config",
         "endpoint",
         "deployflow_conn_id",
+        "if_exists",
+        *WAITING_TEMPLATE_FIELDS,
     )
     template_fields_renderers = {"config": "json"}
+    argument_checks = {**ReadinessWaitingOperator.argument_checks, "if_exists": if_exists_choice}
 
     def __init__(
         self,
@@ -84,14 +88,14 @@ class CreateDeploymentOperator(_DeploymentOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(deployment_name=deployment_name, endpoint=endpoint, **kwargs)
-        if if_exists not in IF_EXISTS:
-            raise ValueError(f"if_exists must be one of {', '.join(IF_EXISTS)}; got {if_exists!r}")
         self.model_uri = model_uri
         self.flavor = flavor
         self.config = config
         self.if_exists = if_exists
+        self.check_arguments(rendered=False)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.check_arguments(rendered=True)
         with self.client() as client:
             with translate_errors(f"Creating deployment {self.deployment_name!r}"):
                 record, action = self._create_or_take_over(client)
@@ -132,6 +136,7 @@ class UpdateDeploymentOperator(_DeploymentOperator):
         "config",
         "endpoint",
         "deployflow_conn_id",
+        *WAITING_TEMPLATE_FIELDS,
     )
     template_fields_renderers = {"config": "json"}
 
@@ -149,8 +154,10 @@ class UpdateDeploymentOperator(_DeploymentOperator):
         self.model_uri = model_uri
         self.flavor = flavor
         self.config = config
+        self.check_arguments(rendered=False)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.check_arguments(rendered=True)
         if self.model_uri is None and self.flavor is None and not self.config:
             raise AirflowFailException(
                 f"Updating deployment {self.deployment_name!r}: give model_uri, flavor or config to change"

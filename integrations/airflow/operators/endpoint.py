@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from deployflow import IF_EXISTS, BaseDeploymentClient, ensure_endpoint
+from deployflow import BaseDeploymentClient, ensure_endpoint
 
-from .._common import given, small_record, translate_errors
-from ._base import DeployflowOperator, ReadinessWaitingOperator
+from .._common import given, if_exists_choice, small_record, translate_errors
+from ._base import WAITING_TEMPLATE_FIELDS, DeployflowOperator, ReadinessWaitingOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,26 +34,28 @@ class CreateEndpointOperator(_EndpointOperator):
         ``{"routes": [{"deployment": "a", "traffic": 100}]}``.
     :param if_exists: when the endpoint exists: ``"adopt"`` (default) keeps it when its recorded config
         matches ``config`` (keys the record does not show are not compared) and fails when it differs;
-        ``"update"`` applies ``config`` to it; ``"fail"`` refuses.
+        ``"update"`` applies ``config`` to it; ``"fail"`` refuses. Templated; another value fails with
+        ``ValueError`` when the DAG is parsed, or, rendered, when the task runs (no retry).
     :param deployflow_conn_id: the ``deployflow`` connection (templated).
 
     Waiting as for :class:`~deployflow.integrations.airflow.operators.deployment.CreateDeploymentOperator`.
     XCom: ``{"endpoint", "action": "created" | "adopted" | "updated", "state", "reason", "url", "routes"}``.
     """
 
-    template_fields: Sequence[str] = ("endpoint", "config", "deployflow_conn_id")
+    template_fields: Sequence[str] = ("endpoint", "config", "deployflow_conn_id", "if_exists", *WAITING_TEMPLATE_FIELDS)
     template_fields_renderers = {"config": "json"}
+    argument_checks = {**ReadinessWaitingOperator.argument_checks, "if_exists": if_exists_choice}
 
     def __init__(
         self, *, endpoint: str, config: dict[str, Any] | None = None, if_exists: str = "adopt", **kwargs: Any
     ) -> None:
         super().__init__(endpoint=endpoint, **kwargs)
-        if if_exists not in IF_EXISTS:
-            raise ValueError(f"if_exists must be one of {', '.join(IF_EXISTS)}; got {if_exists!r}")
         self.config = config
         self.if_exists = if_exists
+        self.check_arguments(rendered=False)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.check_arguments(rendered=True)
         with self.client() as client:
             with translate_errors(f"Creating endpoint {self.endpoint!r}"):
                 record, action = self._create_or_take_over(client)
@@ -75,14 +77,16 @@ class UpdateEndpointOperator(_EndpointOperator):
     A missing endpoint fails the task (no retry). XCom: ``{"endpoint", "action": "updated", "state", ...}``.
     """
 
-    template_fields: Sequence[str] = ("endpoint", "config", "deployflow_conn_id")
+    template_fields: Sequence[str] = ("endpoint", "config", "deployflow_conn_id", *WAITING_TEMPLATE_FIELDS)
     template_fields_renderers = {"config": "json"}
 
     def __init__(self, *, endpoint: str, config: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(endpoint=endpoint, **kwargs)
         self.config = config
+        self.check_arguments(rendered=False)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.check_arguments(rendered=True)
         with self.client() as client:
             with translate_errors(f"Updating endpoint {self.endpoint!r}"):
                 record = client.update_endpoint(self.endpoint, **given(config=self.config))

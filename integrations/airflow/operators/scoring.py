@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from deployflow import InvalidInputError, Progress, batch_predict
 
-from .._common import given, json_safe, translate_errors
+from .._common import count, flag, given, json_safe, translate_errors, whole_number_text
 from ._base import DeployflowOperator
 
 if TYPE_CHECKING:
@@ -84,11 +84,14 @@ class PredictOperator(DeployflowOperator):
     :param output_path: where to write the answer as JSON (templated). Written whole or not at all.
     :param return_predictions: also put the predictions in XCom, if they are at most
         ``max_xcom_bytes`` as JSON; larger predictions fail the task rather than bloat the metadata
-        database (write them to ``output_path`` instead).
+        database (write them to ``output_path`` instead). Templated: a rendered ``"true"``/``"false"``
+        is read as a flag.
+    :param max_xcom_bytes: the largest predictions, in bytes of JSON, put in XCom (templated).
     :param deployflow_conn_id: the ``deployflow`` connection (templated).
 
     XCom: ``{"deployment_name", "endpoint", "num_predictions", "output_path", "bytes"}`` plus
-    ``"predictions"`` when asked for.
+    ``"predictions"`` when asked for, exactly as the model answered them (deployflow masks credentials
+    in messages, never in a model's output).
     """
 
     template_fields: Sequence[str] = (
@@ -98,8 +101,11 @@ class PredictOperator(DeployflowOperator):
         "input_path",
         "output_path",
         "deployflow_conn_id",
+        "return_predictions",
+        "max_xcom_bytes",
     )
     template_fields_renderers = {"inputs": "json"}
+    argument_checks = {"return_predictions": flag, "max_xcom_bytes": count}
 
     def __init__(
         self,
@@ -124,8 +130,10 @@ class PredictOperator(DeployflowOperator):
         self.output_path = output_path
         self.return_predictions = return_predictions
         self.max_xcom_bytes = max_xcom_bytes
+        self.check_arguments(rendered=False)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.check_arguments(rendered=True)
         target = self.deployment_name or self.endpoint
         with self.client() as client, translate_errors(f"Scoring with {target!r}"):
             inputs = _read_inputs(self.input_path) if self.input_path is not None else self.inputs
@@ -171,19 +179,26 @@ class BatchPredictOperator(DeployflowOperator):
         ``output_format`` picks the format.
     :param deployment_name: the deployment to score with (templated); or give ``endpoint``.
     :param endpoint: the endpoint to score through (templated).
-    :param chunk_size: rows per request (default 2000).
-    :param concurrency: requests in flight (default: the target's own default).
+    :param input_format: ``"parquet"``, ``"csv"`` or ``"jsonl"`` when the path's suffix does not say
+        (templated).
+    :param output_format: the output's format, when ``output_path``'s suffix does not say (templated).
+    :param chunk_size: rows per request (default 2000; templated).
+    :param concurrency: requests in flight (default: the target's own default; templated).
     :param feature_columns: the columns sent to the model (templated).
     :param keep_columns: the input columns copied beside the predictions (templated).
-    :param prediction_column: the name of a single-output prediction column.
+    :param prediction_column: the name of a single-output prediction column (templated).
     :param model_params: model params (MLflow's ``params``) sent with every request (templated; JSON
         in the UI).
     :param on_bad_rows: ``"raise"`` (stop at rejected rows; no retry) or ``"isolate"`` (score the rest,
-        write the rejected rows to the errors file).
-    :param max_chunk_retries: retries of a chunk that fails with a retryable error (default 3).
-    :param resume: continue an interrupted job found in ``output_path`` (default ``True``).
-    :param overwrite: start over, discarding what ``output_path`` holds.
+        write the rejected rows to the errors file) (templated).
+    :param max_chunk_retries: retries of a chunk that fails with a retryable error (default 3; templated).
+    :param resume: continue an interrupted job found in ``output_path`` (default ``True``; templated).
+    :param overwrite: start over, discarding what ``output_path`` holds (templated).
     :param deployflow_conn_id: the ``deployflow`` connection (templated).
+
+    A template that renders to the text of a whole number (``chunk_size``, ``concurrency``,
+    ``max_chunk_retries``) or of a flag (``resume``, ``overwrite``: ``"true"``, ``"False"``, ...) is
+    read as that number or flag; other values are checked by :func:`deployflow.batch_predict`.
 
     XCom: the job's summary, ``{"rows", "chunks", "failed_rows", "resumed_chunks", "seconds",
     "rows_per_second", "output_path", "errors_path", "deployment_name", "endpoint"}``.
@@ -198,8 +213,24 @@ class BatchPredictOperator(DeployflowOperator):
         "keep_columns",
         "model_params",
         "deployflow_conn_id",
+        "input_format",
+        "output_format",
+        "chunk_size",
+        "concurrency",
+        "prediction_column",
+        "on_bad_rows",
+        "max_chunk_retries",
+        "resume",
+        "overwrite",
     )
     template_fields_renderers = {"model_params": "json"}
+    argument_checks = {
+        "chunk_size": whole_number_text,
+        "concurrency": whole_number_text,
+        "max_chunk_retries": whole_number_text,
+        "resume": flag,
+        "overwrite": flag,
+    }
 
     #: Seconds between two progress lines in the task log.
     progress_log_interval = 15.0
@@ -243,8 +274,10 @@ class BatchPredictOperator(DeployflowOperator):
         self.max_chunk_retries = max_chunk_retries
         self.resume = resume
         self.overwrite = overwrite
+        self.check_arguments(rendered=False)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.check_arguments(rendered=True)
         target = self.deployment_name or self.endpoint
         last_log = [time.monotonic()]
 

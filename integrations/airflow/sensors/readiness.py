@@ -30,6 +30,7 @@ from deployflow import BaseDeploymentClient, DeploymentError, State, Status
 from .._common import (
     DEFAULT_CONN_ID,
     DEFER_GRACE,
+    check_arguments,
     deadline_after,
     default_deferrable,
     describe_deadline,
@@ -53,19 +54,23 @@ class _ReadinessSensor(BaseSensorOperator):
 
     ui_color = "#e6f1f2"
 
+    #: Checked when the DAG is parsed (literal values) and when the sensor runs (rendered values).
+    argument_checks = {"not_found_grace": seconds}
+
     def __init__(
         self,
         *,
         deployflow_conn_id: str = DEFAULT_CONN_ID,
-        not_found_grace: float | datetime.timedelta = 60.0,
+        not_found_grace: float | datetime.timedelta | str = 60.0,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.deployflow_conn_id = deployflow_conn_id
-        self.not_found_grace = seconds(not_found_grace, "not_found_grace")
+        self.not_found_grace = not_found_grace
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
         self._not_found_deadline: float | None = None
+        check_arguments(self, self.argument_checks, rendered=False)
 
     # -- what to look at -----------------------------------------------------------------------------
 
@@ -96,6 +101,7 @@ class _ReadinessSensor(BaseSensorOperator):
         return timezone.utcnow().timestamp()
 
     def execute(self, context: Context) -> Any:
+        check_arguments(self, self.argument_checks, rendered=True)
         started = self._started_at(context)
         deadline = deadline_after(self.timeout, started)
         self._not_found_deadline = deadline_after(self.not_found_grace, started)
@@ -176,7 +182,8 @@ class WaitForDeploymentReadySensor(_ReadinessSensor):
     :param deployment_name: the deployment (templated).
     :param endpoint: the endpoint it belongs to, for targets that need it (templated).
     :param deployflow_conn_id: the ``deployflow`` connection (templated).
-    :param not_found_grace: seconds a missing deployment is tolerated after the sensor starts (default 60).
+    :param not_found_grace: seconds a missing deployment is tolerated after the sensor starts (default 60;
+        templated, checked when the sensor runs).
     :param deferrable: wait in the triggerer; defaults to Airflow's ``[operators] default_deferrable``.
     :param timeout: seconds to wait in total, in every mode (Airflow's sensor ``timeout``).
     :param poke_interval: seconds between looks (in deferrable mode, the trigger's polling interval).
@@ -184,7 +191,7 @@ class WaitForDeploymentReadySensor(_ReadinessSensor):
     XCom: ``{"deployment_name", "endpoint", "state": "READY", "reason"}``.
     """
 
-    template_fields: Sequence[str] = ("deployment_name", "endpoint", "deployflow_conn_id")
+    template_fields: Sequence[str] = ("deployment_name", "endpoint", "deployflow_conn_id", "not_found_grace")
 
     def __init__(self, *, deployment_name: str, endpoint: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -220,7 +227,7 @@ class WaitForEndpointReadySensor(_ReadinessSensor):
     XCom: ``{"endpoint", "state": "READY", "reason"}``.
     """
 
-    template_fields: Sequence[str] = ("endpoint", "deployflow_conn_id")
+    template_fields: Sequence[str] = ("endpoint", "deployflow_conn_id", "not_found_grace")
 
     def __init__(self, *, endpoint: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

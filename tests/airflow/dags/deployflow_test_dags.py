@@ -24,6 +24,7 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 ADD_ONE = f"python:{MODELS / 'add_one.py'}:model"
 DOUBLER = f"python:{MODELS / 'other.py'}:model"
 BROKEN = f"python:{MODELS / 'broken.py'}:model"
+TEXT_REPLY = f"python:{MODELS / 'text_reply.py'}:model"
 CONN_ID = "deployflow_test"
 START = datetime.datetime(2025, 1, 1)
 NO_DELAY = datetime.timedelta(0)
@@ -165,4 +166,22 @@ with DAG("deployflow_test_retry_budget", schedule=None, start_date=START, catchu
         inputs={"inputs": [[1.0, 2.0]]},
         retry_delay=NO_DELAY,
     )
+DAGS[dag.dag_id] = dag
+
+
+# What a model returns reaches XCom as the model returned it (tests/airflow/test_airflow_payloads.py):
+# its answer reads like a credential, which deployflow masks in messages but must not change in data.
+with DAG("deployflow_test_payloads", schedule=None, start_date=START, catchup=False) as dag:
+    text = CreateDeploymentOperator(
+        task_id="create", deployflow_conn_id=CONN_ID, deployment_name="text-reply", model_uri=TEXT_REPLY,
+        poll_interval=0.2,
+    )
+    answer = PredictOperator(
+        task_id="predict", deployflow_conn_id=CONN_ID, deployment_name="text-reply",
+        inputs={"inputs": [[1.0], [2.0]]}, return_predictions=True,
+    )
+    drop = DeleteDeploymentOperator(
+        task_id="cleanup", deployflow_conn_id=CONN_ID, deployment_name="text-reply", trigger_rule="all_done"
+    )
+    text >> answer >> drop
 DAGS[dag.dag_id] = dag
