@@ -4,7 +4,25 @@ A pipeline step may run twice for one intent: its first try created the deployme
 answer, and the orchestrator retried it. :func:`ensure_deployment` and :func:`ensure_endpoint` make that
 harmless: with ``if_exists="adopt"`` (the default) an existing deployment with the same spec is taken
 as this step's result and one with a different spec is refused; ``"update"`` rolls it forward to the
-requested spec; ``"fail"`` refuses whatever exists.
+requested spec; ``"fail"`` refuses whatever exists. An existing deployment (or endpoint) with the same
+spec that is FAILED is not taken over: a retried step would only fail the same way. It is rolled
+forward with the requested spec (``update_deployment`` / ``update_endpoint``), so it starts again.
+
+Waiting and the step's deadline
+-------------------------------
+
+A step says two things about waiting, the same for every target: ``wait=False`` ("do not wait": return
+as soon as the target has recorded the change and started it; a later wait reports how it went) and
+``timeout`` ("one deadline": the seconds the whole step may take, the target's own start-up included).
+:func:`ensure_deployment` and :func:`ensure_endpoint` take both; :func:`step_config` and
+:func:`step_deadline` are the two halves, for steps that call the client themselves (an update step):
+
+* not waiting is asked of the target with the config key ``wait: false``, which the ``local`` and
+  ``databricks`` targets read (a target that does not know the key may refuse it: only ``wait=False``
+  adds it);
+* the deadline is a :func:`deployflow.retry.operation` scope around the calls, which every HTTP
+  request, every :meth:`~deployflow.BaseDeploymentClient.wait_for_deployment` and the ``local``
+  target's server start end by.
 
 Retries in pipeline steps
 -------------------------
@@ -54,14 +72,17 @@ Exceptions:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
 from .base import BaseDeploymentClient
 from .errors import ConflictError, InvalidInputError, is_already_exists, is_not_found
 from .redaction import get_logger
+from .retry import as_bool, operation
+from .status import State
 
 __all__ = [
     "IF_EXISTS",
@@ -70,6 +91,8 @@ __all__ = [
     "client_for_steps",
     "ensure_deployment",
     "ensure_endpoint",
+    "step_config",
+    "step_deadline",
     "deployment_differences",
     "config_differences",
 ]
@@ -102,6 +125,45 @@ def _endpoint_kwargs(endpoint: str | None) -> dict[str, Any]:
     return {"endpoint": endpoint} if endpoint is not None else {}
 
 
+def step_config(config: dict[str, Any] | None, *, wait: Any = True) -> dict[str, Any] | None:
+    """The config a step passes to the target: ``config`` itself, or with ``wait: False`` added when
+    the step does not wait (``wait`` is a bool or a word such as ``"false"``).
+
+    >>> step_config({"workers": 2}, wait=False)
+    {'workers': 2, 'wait': False}
+    >>> step_config(None) is None
+    True
+    """
+    if as_bool(wait, "wait"):
+        return config
+    return {**(config or {}), "wait": False}
+
+
+@contextlib.contextmanager
+def step_deadline(timeout: Any = None) -> Iterator[None]:
+    """A scope in which every call ends within ``timeout`` seconds from now (``None``: no deadline):
+    HTTP requests, waits for readiness, and a ``local`` server's start.
+
+    ``timeout`` is seconds >= 0, a number or a numeric string; anything else (``nan``, infinities,
+    negatives, booleans, words) raises :class:`~deployflow.errors.InvalidInputError` before any call.
+    """
+    with operation(timeout=timeout):
+        yield
+
+
+def _spec_keys(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The keys of ``config`` that describe the deployment (not how to make the call)."""
+    return {key: value for key, value in (config or {}).items() if key not in _CALL_KEYS}
+
+
+def _has_failed(status: Any, what: str) -> bool:
+    """Whether ``status`` (of something that exists with the requested spec) is FAILED, logged if so."""
+    if getattr(status, "state", None) is State.FAILED:
+        logger.info("%s exists with the requested spec but FAILED (%s); rolling it forward", what, status.reason)
+        return True
+    return False
+
+
 def ensure_deployment(
     client: BaseDeploymentClient,
     name: str,
@@ -111,18 +173,40 @@ def ensure_deployment(
     config: dict[str, Any] | None = None,
     endpoint: str | None = None,
     if_exists: str = "adopt",
+    wait: Any = True,
+    timeout: Any = None,
 ) -> EnsureResult:
     """Create deployment ``name`` unless it exists; what happens when it does is ``if_exists``'s choice.
+
+    A deployment that exists with the requested spec but is FAILED is rolled forward
+    (``update_deployment`` with that spec) instead of being adopted or left as it is; ``action`` is
+    then ``"updated"``. ``wait=False`` asks the target not to wait for the deployment to serve, and
+    ``timeout`` bounds the whole call in seconds (see "Waiting and the step's deadline" above).
 
     Raises :class:`~deployflow.errors.ConflictError` (not retryable) when ``if_exists="fail"`` and it
     exists, or when ``"adopt"`` finds it with another model, flavor or config.
     """
     _check_if_exists(if_exists)
+    call_config = step_config(config, wait=wait)
+    with step_deadline(timeout):
+        return _ensure_deployment(client, name, model_uri, flavor, config, call_config, endpoint, if_exists)
+
+
+def _ensure_deployment(
+    client: BaseDeploymentClient,
+    name: str,
+    model_uri: str,
+    flavor: str | None,
+    config: dict[str, Any] | None,
+    call_config: dict[str, Any] | None,
+    endpoint: str | None,
+    if_exists: str,
+) -> EnsureResult:
     where = _endpoint_kwargs(endpoint)
     existing = _get_deployment(client, name, where)
     if existing is None:
         try:
-            record = client.create_deployment(name, model_uri, flavor=flavor, config=config, **where)
+            record = client.create_deployment(name, model_uri, flavor=flavor, config=call_config, **where)
             return EnsureResult("created", dict(record or {"name": name}))
         except Exception as exc:
             # Someone else created it between our look and our create: decide as if we had seen it.
@@ -134,50 +218,66 @@ def ensure_deployment(
     if if_exists == "fail":
         raise ConflictError(f"Deployment {name!r} exists already (if_exists='fail')")
     differences = deployment_differences(existing, model_uri, flavor, config)
-    if if_exists == "update":
-        if not differences and not config and existing.get("model_uri") is not None:
-            # Already serving this model and nothing else to change: rolling forward would only restart it.
-            return EnsureResult("adopted", dict(existing))
-        client.update_deployment(name, model_uri=model_uri, flavor=flavor, config=config, **where)
-        return EnsureResult("updated", dict(_get_deployment(client, name, where) or {"name": name}))
-    if differences:
+    if differences and if_exists == "adopt":
         raise ConflictError(
             f"Deployment {name!r} exists with a different spec ({'; '.join(differences)}); "
             "use if_exists='update' to roll it forward"
         )
+    if if_exists == "update" and (differences or _spec_keys(config) or existing.get("model_uri") is None):
+        roll_forward = True  # something to change, or no way to tell it is the same
+    else:
+        # The same spec: take it over, unless it FAILED (a retry of the step would fail the same way).
+        roll_forward = _has_failed(client.deployment_status(name, **where), f"Deployment {name!r}")
+    if roll_forward:
+        client.update_deployment(name, model_uri=model_uri, flavor=flavor, config=call_config, **where)
+        return EnsureResult("updated", dict(_get_deployment(client, name, where) or {"name": name}))
     logger.info("Deployment %r exists with the requested spec; adopting it", name)
     return EnsureResult("adopted", dict(existing))
 
 
 def ensure_endpoint(
-    client: BaseDeploymentClient, name: str, *, config: dict[str, Any] | None = None, if_exists: str = "adopt"
+    client: BaseDeploymentClient,
+    name: str,
+    *,
+    config: dict[str, Any] | None = None,
+    if_exists: str = "adopt",
+    wait: Any = True,
+    timeout: Any = None,
 ) -> EnsureResult:
-    """Create endpoint ``name`` unless it exists, with the same ``if_exists`` rules as deployments."""
+    """Create endpoint ``name`` unless it exists, with the same ``if_exists`` rules as deployments.
+
+    An endpoint that exists with the requested config but is FAILED is rolled forward with
+    ``update_endpoint`` (on ``local`` that starts its router again when it had stopped); ``wait`` and
+    ``timeout`` as for :func:`ensure_deployment`.
+    """
     _check_if_exists(if_exists)
-    existing = _get_endpoint(client, name)
-    if existing is None:
-        try:
-            record = client.create_endpoint(name, config=config)
-            return EnsureResult("created", dict(record or {"name": name}))
-        except Exception as exc:
-            if not is_already_exists(exc):
-                raise
-            existing = _get_endpoint(client, name)
-            if existing is None:
-                raise
-    if if_exists == "fail":
-        raise ConflictError(f"Endpoint {name!r} exists already (if_exists='fail')")
-    if if_exists == "update":
-        client.update_endpoint(name, config=config)
+    call_config = step_config(config, wait=wait)
+    with step_deadline(timeout):
+        existing = _get_endpoint(client, name)
+        if existing is None:
+            try:
+                record = client.create_endpoint(name, config=call_config)
+                return EnsureResult("created", dict(record or {"name": name}))
+            except Exception as exc:
+                if not is_already_exists(exc):
+                    raise
+                existing = _get_endpoint(client, name)
+                if existing is None:
+                    raise
+        if if_exists == "fail":
+            raise ConflictError(f"Endpoint {name!r} exists already (if_exists='fail')")
+        if if_exists == "adopt":
+            shown = existing.get("config") if isinstance(existing.get("config"), dict) else existing
+            differences = config_differences(shown, config)
+            if differences:
+                raise ConflictError(
+                    f"Endpoint {name!r} exists with a different config ({'; '.join(differences)}); "
+                    "use if_exists='update' to change it"
+                )
+            if not _has_failed(client.endpoint_status(name), f"Endpoint {name!r}"):
+                return EnsureResult("adopted", dict(existing))
+        client.update_endpoint(name, config=call_config)
         return EnsureResult("updated", dict(_get_endpoint(client, name) or {"name": name}))
-    shown = existing.get("config") if isinstance(existing.get("config"), dict) else existing
-    differences = config_differences(shown, config)
-    if differences:
-        raise ConflictError(
-            f"Endpoint {name!r} exists with a different config ({'; '.join(differences)}); "
-            "use if_exists='update' to change it"
-        )
-    return EnsureResult("adopted", dict(existing))
 
 
 def _get_deployment(client: BaseDeploymentClient, name: str, where: dict[str, Any]) -> dict[str, Any] | None:

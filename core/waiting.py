@@ -14,7 +14,16 @@ The rules, the same for every target and every caller (CLI, Prefect task, Airflo
 * NOT_FOUND is tolerated for ``not_found_grace`` seconds (a create that has not propagated yet), then
   raises :class:`~deployflow.errors.NotFoundError`;
 * FAILED raises :class:`~deployflow.errors.DeploymentFailedError` at once with the target's reason;
-* at the deadline, :class:`~deployflow.errors.WaitTimeoutError` says the last state seen.
+* at the deadline, :class:`~deployflow.errors.WaitTimeoutError` says the last state seen;
+* a wait started inside a :func:`deployflow.retry.operation` scope with a deadline (a pipeline step's
+  one deadline) ends by that deadline too, when it comes before ``timeout``.
+
+The arguments are checked once, when the :class:`WaitPlan` is made, with the coercions of
+:mod:`deployflow.retry` (so sync and async waits refuse the same things): ``timeout`` and
+``not_found_grace`` are seconds >= 0, ``poll_interval`` and ``max_poll_interval`` seconds > 0, each a
+number or a numeric string ("30", as the CLI and templates send them). ``nan``, infinities, booleans and
+negative numbers are refused with :class:`~deployflow.errors.InvalidInputError`; there is no "wait
+forever" value. A ``max_poll_interval`` below ``poll_interval`` is raised to it.
 
 :class:`WaitPlan` holds the decisions; :func:`wait_until_ready` and :func:`wait_until_ready_async` only do
 the sleeping and the polling.
@@ -25,7 +34,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Union
+from typing import Any, Awaitable, Callable, Union
 
 from .errors import (
     DeploymentError,
@@ -36,10 +45,10 @@ from .errors import (
     WaitTimeoutError,
 )
 from .redaction import get_logger
-from .retry import operation
+from .retry import as_number, current_budget, operation
 from .status import State, Status
 
-__all__ = ["WaitPlan", "wait_until_ready", "wait_until_ready_async", "DEFAULT_WAIT_TIMEOUT"]
+__all__ = ["WaitPlan", "check_wait_arguments", "wait_until_ready", "wait_until_ready_async", "DEFAULT_WAIT_TIMEOUT"]
 
 logger = get_logger(__name__)
 
@@ -50,6 +59,35 @@ StatusCallback = Callable[[Status], None]
 _CANCEL_GRACE = 1.0
 # Even the last poll before the deadline gets this long (a wait with timeout=0 still polls once).
 _MIN_POLL_SECONDS = 0.5
+
+
+def check_wait_arguments(**arguments: Any) -> dict[str, float]:
+    """Check and convert the numeric arguments of a wait, by the rules in this module's docstring.
+
+    Takes any of ``timeout``, ``poll_interval``, ``max_poll_interval``, ``not_found_grace``, ``backoff``
+    and ``jitter``; returns them as floats. :class:`WaitPlan` checks its arguments with this; a step
+    that waits later calls it first, so a bad argument fails before the step changes anything.
+
+    >>> check_wait_arguments(timeout="30", poll_interval=2)
+    {'timeout': 30.0, 'poll_interval': 2.0}
+    """
+    checked: dict[str, float] = {}
+    for name, value in arguments.items():
+        if name in ("timeout", "not_found_grace"):
+            checked[name] = as_number(value, name, positive=False)
+        elif name in ("poll_interval", "max_poll_interval"):
+            checked[name] = as_number(value, name, positive=True)
+        elif name == "backoff":
+            checked[name] = as_number(value, name, positive=True)
+            if checked[name] < 1:
+                raise InvalidInputError(f"backoff must be a number >= 1, got {value!r}")
+        elif name == "jitter":
+            checked[name] = as_number(value, name, positive=False)
+            if checked[name] > 1:
+                raise InvalidInputError(f"jitter must be a number from 0 to 1, got {value!r}")
+        else:
+            raise InvalidInputError(f"{name!r} is not an argument of a wait")
+    return checked
 
 
 @dataclass
@@ -74,13 +112,32 @@ class WaitPlan:
     _not_found_since: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        if self.timeout is None or self.timeout < 0:
-            raise InvalidInputError(f"timeout must be a number of seconds >= 0, got {self.timeout!r}")
-        if self.poll_interval <= 0:
-            raise InvalidInputError(f"poll_interval must be > 0, got {self.poll_interval!r}")
+        if not isinstance(self.what, str) or not self.what.strip():
+            raise InvalidInputError(f"what must be a non-empty description of what is waited for, got {self.what!r}")
+        checked = check_wait_arguments(
+            timeout=self.timeout,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            not_found_grace=self.not_found_grace,
+            backoff=self.backoff,
+            jitter=self.jitter,
+        )
+        self.timeout = checked["timeout"]
+        self.poll_interval = checked["poll_interval"]
+        self.max_poll_interval = max(checked["max_poll_interval"], self.poll_interval)
+        self.not_found_grace = checked["not_found_grace"]
+        self.backoff = checked["backoff"]
+        self.jitter = checked["jitter"]
+        if self.on_change is not None and not callable(self.on_change):
+            raise InvalidInputError(f"on_change must be a callable or None, got {self.on_change!r}")
         self.started = self.clock()
-        self.deadline = self.started + float(self.timeout)
-        self._interval = float(self.poll_interval)
+        limit = self.timeout
+        budget = current_budget()
+        enclosing = budget.remaining_seconds() if budget is not None else None
+        if enclosing is not None and enclosing < limit:
+            limit = max(0.0, enclosing)  # the caller's deadline comes first
+        self.deadline = self.started + limit
+        self._interval = self.poll_interval
 
     def remaining(self) -> float:
         return self.deadline - self.clock()
@@ -126,8 +183,10 @@ class WaitPlan:
         seen = str(self.last_status) if self.last_status else "no status"
         if self.last_error is not None and self.last_status is None:
             seen = f"no status; last error: {self.last_error}"
+        waited = self.deadline - self.started
+        why = "" if waited >= self.timeout else f" (the caller's deadline came first; timeout was {self.timeout:g} s)"
         return WaitTimeoutError(
-            f"{self.what} was not ready after {self.timeout:g} s; last state: {seen}",
+            f"{self.what} was not ready after {waited:g} s{why}; last state: {seen}",
             last_status=self.last_status,
         )
 

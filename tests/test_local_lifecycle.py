@@ -109,9 +109,13 @@ def test_failed_update_keeps_the_old_server(client, tmp_path):
     with pytest.raises(InvalidInputError, match="no_such_model"):
         client.update_deployment("steady", "python:support.models:no_such_model")
     record = client.get_deployment("steady")
-    assert record["pid"] == first["pid"] and record["state"] == "READY"
+    # The old server serves on; the state says the change that was asked for did not happen.
+    assert record["pid"] == first["pid"] and record["state"] == "FAILED"
+    assert "its last update failed" in record["reason"] and "no_such_model" in record["reason"]
     assert "no_such_model" in record["last_error"]
     assert client.predict("steady", [[1.0]])["predictions"] == [[2.0]]
+    client.update_deployment("steady", ADD_ONE)  # an update that works clears it
+    assert client.get_deployment("steady")["state"] == "READY"
     client.delete_deployment("steady")
 
 

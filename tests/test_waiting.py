@@ -222,11 +222,79 @@ def test_async_wait_does_not_block_the_event_loop():
     assert ticks >= 20
 
 
-@pytest.mark.parametrize("kwargs", [{"timeout": -1}, {"poll_interval": 0}])
-def test_bad_wait_arguments_are_invalid_input(kwargs):
-    client = ScriptedClient(script=["READY"])
-    with pytest.raises(InvalidInputError):
-        client.wait_for_deployment("d", **kwargs)
+BAD_WAIT_ARGUMENTS = [
+    ({"timeout": -1}, "timeout"),
+    ({"timeout": float("nan")}, "timeout"),
+    ({"timeout": float("inf")}, "timeout"),
+    ({"timeout": "soon"}, "timeout"),
+    ({"timeout": None}, "timeout"),
+    ({"timeout": True}, "timeout"),
+    ({"timeout": [5]}, "timeout"),
+    ({"poll_interval": 0}, "poll_interval"),
+    ({"poll_interval": -0.5}, "poll_interval"),
+    ({"poll_interval": float("nan")}, "poll_interval"),
+    ({"poll_interval": float("inf")}, "poll_interval"),
+    ({"poll_interval": "fast"}, "poll_interval"),
+    ({"poll_interval": False}, "poll_interval"),
+    ({"max_poll_interval": float("nan")}, "max_poll_interval"),
+    ({"max_poll_interval": 0}, "max_poll_interval"),
+    ({"max_poll_interval": "often"}, "max_poll_interval"),
+    ({"not_found_grace": float("nan")}, "not_found_grace"),
+    ({"not_found_grace": -1}, "not_found_grace"),
+    ({"not_found_grace": "a while"}, "not_found_grace"),
+    ({"on_change": "print"}, "on_change"),
+]
+
+
+# A wait that does not refuse nan never ends: the time limit turns that into a failure, not a hang.
+@pytest.mark.timeout(10)
+@MODES
+@KINDS
+@pytest.mark.parametrize("kwargs, named", BAD_WAIT_ARGUMENTS)
+def test_bad_wait_arguments_are_invalid_input(mode, kind, kwargs, named):
+    client = ScriptedClient(script=["PENDING"])
+    with pytest.raises(InvalidInputError) as caught:
+        _wait(client, mode, kind, **kwargs)
+    message = str(caught.value)
+    assert message.startswith(named + " must be"), message
+    assert repr(next(iter(kwargs.values()))) in message  # it says what it got
+    assert client.polls == 0  # refused before the first look
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        ({"timeout": float("nan")}, "timeout"),
+        ({"poll_interval": "often"}, "poll_interval"),
+        ({"backoff": 0.5}, "backoff"),
+        ({"backoff": float("inf")}, "backoff"),
+        ({"jitter": 1.5}, "jitter"),
+        ({"jitter": float("nan")}, "jitter"),
+        ({"what": ""}, "what"),
+    ],
+)
+def test_the_wait_plan_itself_refuses_bad_arguments(kwargs, named):
+    from deployflow.waiting import WaitPlan
+
+    what = kwargs.pop("what", "Deployment 'd'")
+    with pytest.raises(InvalidInputError, match=f"^{named} must be"):
+        WaitPlan(what, **kwargs)
+
+
+@MODES
+def test_numeric_strings_are_accepted_as_the_cli_and_templates_send_them(mode):
+    client = ScriptedClient(script=["PENDING", "READY"])
+    status = _wait(client, mode, "deployment", timeout="5", poll_interval="0.01", max_poll_interval="0.02",
+                   not_found_grace="1.5")
+    assert status.is_ready
+
+
+def test_a_max_poll_interval_below_the_poll_interval_is_raised_to_it():
+    from deployflow.waiting import WaitPlan
+
+    plan = WaitPlan("Deployment 'd'", timeout=10, poll_interval=20, jitter=0)  # max_poll_interval 15
+    assert plan.max_poll_interval == 20
+    assert plan.observe(Status(State.PENDING)) == pytest.approx(10, abs=0.5)  # clipped to the deadline only
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,3 +340,23 @@ def test_the_async_wait_cancels_a_poll_that_outlives_the_deadline():
     with pytest.raises(WaitTimeoutError):
         asyncio.run(client.wait_for_deployment_async("d", timeout=1, poll_interval=0.1))
     assert time.monotonic() - started < 3.0
+
+
+# --------------------------------------------------------------------------------------------------
+# A wait inside a step's deadline ends by it (the step's one deadline reaches every wait under it)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+@MODES
+@KINDS
+def test_a_wait_inside_a_deadline_scope_ends_by_that_deadline(mode, kind):
+    from deployflow.retry import operation
+
+    client = ScriptedClient(script=[Status(State.PENDING, reason="loading")])
+    started = time.monotonic()
+    with operation(timeout=0.5), pytest.raises(WaitTimeoutError) as caught:
+        _wait(client, mode, kind, timeout=30)
+    assert time.monotonic() - started < 2.5
+    assert "caller's deadline" in str(caught.value) and "timeout was 30 s" in str(caught.value)
+    assert caught.value.last_status == Status(State.PENDING, reason="loading")

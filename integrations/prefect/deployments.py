@@ -9,6 +9,8 @@ from typing import Any, Literal
 from prefect import task
 
 from deployflow import ConflictError, DeploymentError, NotFoundError, ensure_deployment
+from deployflow.orchestration import step_config, step_deadline
+from deployflow.waiting import check_wait_arguments
 
 from ._runtime import (
     TargetLike,
@@ -21,7 +23,7 @@ from ._runtime import (
 )
 from .artifacts import link_artifact
 from .retries import step_options
-from .waiting import DEFAULT_TIMEOUT, report_failure, wait_ready
+from .waiting import DEFAULT_TIMEOUT, report_failure, time_left, wait_ready
 
 __all__ = ["create_deployment", "update_deployment", "delete_deployment", "get_deployment"]
 
@@ -55,10 +57,16 @@ def create_deployment(
     * ``"update"``: roll it forward to this spec with ``update_deployment``;
     * ``"fail"``: fail with :class:`deployflow.ConflictError`.
 
+    A deployment that exists with this spec but FAILED is rolled forward (``"updated"``), not adopted.
+
     ``config`` values may be ``SecretStr`` (for example ``block.auth_token``): they are passed in clear to
-    the target only. ``timeout`` is one deadline in seconds from the start of the task for the
-    deployment to serve (a target whose create blocks also applies its own start-up limit). Retried
-    only on retryable errors (see :mod:`deployflow.integrations.prefect.retries`); never cached.
+    the target only. ``timeout`` is one deadline in seconds from the start of the task for the whole
+    step: the create, the target's own start-up of the deployment (on ``local``, the server loading
+    the model) and the wait until it serves. ``wait=False`` returns as soon as the target has recorded
+    the deployment and started it (the target is given config ``wait: false``); wait afterwards with
+    :func:`~deployflow.integrations.prefect.wait_for_deployment_ready`, which fails with the target's
+    reason if it could not start. Retried only on retryable errors (see
+    :mod:`deployflow.integrations.prefect.retries`); never cached.
 
     Returns ``{"name", "action": "created"|"adopted"|"updated", "state", "url", "target", "model_uri"}``,
     plus ``"kind"`` and ``"seconds"`` (the time spent waiting) when it waited.
@@ -76,14 +84,16 @@ def create_deployment(
 
         deploy()
     """
-    deadline = time.monotonic() + float(timeout)
+    started = time.monotonic()
+    check_wait_arguments(timeout=timeout, poll_interval=poll_interval)  # before anything is created
     logger = run_logger()
     label = target_label(target)
-    with open_client(target) as client:
+    # One deadline for the whole step.
+    with step_deadline(timeout), open_client(target) as client:
         try:
             ensured = ensure_deployment(
                 client, name, model_uri, flavor=flavor, config=reveal(config) if config is not None else None,
-                endpoint=endpoint, if_exists=if_exists,
+                endpoint=endpoint, if_exists=if_exists, wait=wait,
             )
         except DeploymentError as error:
             report_failure("deployment", name, error, label, unless=(ConflictError,))
@@ -93,7 +103,7 @@ def create_deployment(
         result = _result(name, action, ensured.record, label, model_uri)
         if wait:
             result.update(
-                wait_ready(client, "deployment", name, target=label, timeout=deadline - time.monotonic(),
+                wait_ready(client, "deployment", name, target=label, timeout=time_left(timeout, started),
                            poll_interval=poll_interval)
             )
             result["action"] = action
@@ -132,7 +142,9 @@ def update_deployment(
     """Roll deployment ``name`` forward to a new model, flavor and/or config, then (by default) wait.
 
     Repeating an update with the same arguments converges on the same deployment, so retryable errors
-    are retried. Returns ``{"name", "action": "updated", "state", "url", "target", "model_uri"}`` (plus
+    are retried. ``timeout`` and ``wait`` as for :func:`create_deployment`: one deadline for the whole
+    step, the new server's start included; ``wait=False`` returns once the target has started the
+    update. Returns ``{"name", "action": "updated", "state", "url", "target", "model_uri"}`` (plus
     ``"kind"`` and ``"seconds"`` when it waited).
 
     Example::
@@ -146,15 +158,16 @@ def update_deployment(
 
         roll_forward()
     """
-    deadline = time.monotonic() + float(timeout)
+    started = time.monotonic()
+    check_wait_arguments(timeout=timeout, poll_interval=poll_interval)  # before anything is changed
     label = target_label(target)
     logger = run_logger()
     extra = {"endpoint": endpoint} if endpoint is not None else {}
-    with open_client(target) as client:
+    call_config = step_config(reveal(config) if config is not None else None, wait=wait)
+    # One deadline for the whole step.
+    with step_deadline(timeout), open_client(target) as client:
         try:
-            record = client.update_deployment(
-                name, model_uri, flavor=flavor, config=reveal(config) if config is not None else None, **extra
-            )
+            record = client.update_deployment(name, model_uri, flavor=flavor, config=call_config, **extra)
         except DeploymentError as error:
             report_failure("deployment", name, error, label, unless=(ConflictError, NotFoundError))
             raise
@@ -163,7 +176,7 @@ def update_deployment(
         logger.info("Deployment %r updated on %s", name, label)
         result = _result(name, "updated", record, label, model_uri or "")
         if wait:
-            result.update(wait_ready(client, "deployment", name, target=label, timeout=deadline - time.monotonic(),
+            result.update(wait_ready(client, "deployment", name, target=label, timeout=time_left(timeout, started),
                                      poll_interval=poll_interval))
             result["action"] = "updated"
     return safe(result)

@@ -3,7 +3,10 @@
 
 One deadline (``timeout`` seconds on the monotonic clock), a log line per state change (not per poll),
 failure at once with the target's reason when the deployment reaches a failed state, an event when it
-becomes ready or fails, and a link artifact to its URL.
+becomes ready or fails, and a link artifact to its URL. The wait arguments are checked first, by the
+rule every wait follows (:func:`deployflow.waiting.check_wait_arguments`): a ``timeout`` of ``"soon"``,
+``nan`` or a negative number fails the task at once with :class:`deployflow.InvalidInputError`, not
+retried, before the target is called.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any, Literal
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from deployflow import BaseDeploymentClient, DeploymentError, Status
+from deployflow import BaseDeploymentClient, DeploymentError, InvalidInputError, Status
+from deployflow.waiting import check_wait_arguments
 
 from . import events
 from ._runtime import TargetLike, last_attempt, open_client, run_logger, safe, scrub_errors, target_label
@@ -29,20 +33,38 @@ DEFAULT_TIMEOUT = 900.0
 Kind = Literal["deployment", "endpoint"]
 
 
+def time_left(timeout: Any, started: float) -> float:
+    """Seconds left of a step's ``timeout`` (checked with :func:`check_wait_arguments` first) that
+    began at ``started`` (a ``time.monotonic()`` reading); never negative."""
+    return max(0.0, float(timeout) - (time.monotonic() - started))
+
+
+def _not_negative(timeout: Any) -> Any:
+    # A negative number here is what is left of a deadline that has passed: no time, not a mistake.
+    # Anything else goes to the wait unchanged, whose own check refuses what is not seconds.
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout < 0:
+        return 0.0
+    return timeout
+
+
 def wait_ready(
     client: BaseDeploymentClient,
     kind: Kind,
     name: str,
     *,
     target: str,
-    timeout: float,
-    poll_interval: float = 1.0,
-    max_poll_interval: float = 15.0,
-    not_found_grace: float = 30.0,
+    timeout: Any,
+    poll_interval: Any = 1.0,
+    max_poll_interval: Any = 15.0,
+    not_found_grace: Any = 30.0,
     endpoint: str | None = None,
 ) -> dict[str, Any]:
     """Wait with ``client``; log each change, send the ready/failed event, link the URL. Returns the
-    small result dict of a ready deployment or endpoint."""
+    small result dict of a ready deployment or endpoint.
+
+    ``timeout`` is the seconds left for the wait: a negative number (a step whose deadline has passed)
+    counts as none left; a value that is not seconds is refused by the wait.
+    """
     logger = run_logger()
     label = f"{kind.capitalize()} {name!r}"
     started = time.monotonic()
@@ -51,7 +73,7 @@ def wait_ready(
         logger.info("%s: %s", label, status)
 
     options: dict[str, Any] = dict(
-        timeout=max(0.0, float(timeout)),
+        timeout=_not_negative(timeout),
         poll_interval=poll_interval,
         max_poll_interval=max_poll_interval,
         not_found_grace=not_found_grace,
@@ -63,7 +85,8 @@ def wait_ready(
         else:
             status = client.wait_for_endpoint(name, **options)
     except DeploymentError as error:
-        report_failure(kind, name, error, target)
+        # Wrong wait arguments say nothing about the deployment's health: no "failed" event for them.
+        report_failure(kind, name, error, target, unless=(InvalidInputError,))
         raise
     seconds = round(time.monotonic() - started, 3)
     url = _url_of(client, kind, name)
@@ -133,6 +156,8 @@ def wait_for_deployment_ready(
 
         check()
     """
+    check_wait_arguments(timeout=timeout, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
+                         not_found_grace=not_found_grace)
     with open_client(target) as client:
         return wait_ready(
             client, "deployment", name, target=target_label(target), timeout=timeout, poll_interval=poll_interval,
@@ -164,6 +189,8 @@ def wait_for_endpoint_ready(
 
         check()
     """
+    check_wait_arguments(timeout=timeout, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
+                         not_found_grace=not_found_grace)
     with open_client(target) as client:
         return wait_ready(
             client, "endpoint", name, target=target_label(target), timeout=timeout, poll_interval=poll_interval,

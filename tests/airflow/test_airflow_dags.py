@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +42,8 @@ def test_example_dag_deploys_waits_scores_and_tears_down(example_runs, mode):
     deploy = support.return_value(run, "deploy")
     assert deploy["action"] == "created" and deploy["state"] == State.READY.value
     assert deploy["deployment_name"] == "churn"
-    assert deploy["model_uri"].endswith("examples/models/churn.py:model")
+    # The example serves the model defined in the DAG file itself.
+    assert deploy["model_uri"] == f"python:{support.EXAMPLE_DAG_FILE.resolve()}:model"
 
     summary = support.return_value(run, "score")
     assert summary["rows"] == 5000 and summary["failed_rows"] == 0 and summary["deployment_name"] == "churn"
@@ -104,6 +108,67 @@ def test_a_deployment_that_fails_to_start_fails_the_sensor_with_the_reason(mode)
     assert "model weights missing: churn-v7.bin was never uploaded" in failure[-1]
 
     assert tis["cleanup"].state == "success"  # all_done: the broken deployment is cleaned up
+
+
+#: A DAG file written into the session's DAGs folder by the test below: the failing-start DAGs again, for
+#: a model file that lives more than 200 characters deep (``MODEL`` is filled in).
+_DEEP_DAGS = """
+import datetime
+
+from airflow.sdk import DAG
+
+from deployflow.integrations.airflow.operators import CreateDeploymentOperator, DeleteDeploymentOperator
+from deployflow.integrations.airflow.sensors import WaitForDeploymentReadySensor
+
+MODEL = {model!r}
+DAGS = {{}}
+for mode in ("poke", "deferrable"):
+    with DAG(f"deployflow_test_deep_failing_start_{{mode}}", schedule=None, start_date=datetime.datetime(2025, 1, 1),
+             catchup=False) as dag:
+        start = CreateDeploymentOperator(
+            task_id="create", deployflow_conn_id="deployflow_test", deployment_name=f"deep-broken-{{mode}}",
+            model_uri=MODEL, config={{"wait": False}}, wait_for_completion=False,
+        )
+        wait = WaitForDeploymentReadySensor(
+            task_id="wait", deployflow_conn_id="deployflow_test", deployment_name=f"deep-broken-{{mode}}",
+            deferrable=mode == "deferrable", poke_interval=0.2, timeout=120,
+        )
+        cleanup = DeleteDeploymentOperator(
+            task_id="cleanup", deployflow_conn_id="deployflow_test", deployment_name=f"deep-broken-{{mode}}",
+            trigger_rule="all_done",
+        )
+        start >> wait >> cleanup
+    DAGS[dag.dag_id] = dag
+"""
+
+
+@pytest.fixture(scope="module")
+def deep_dags(tmp_path_factory) -> Path:
+    """The DAG file above, for a copy of models/broken.py more than 200 characters deep (as in a
+    checkout under a long directory)."""
+    directory = tmp_path_factory.mktemp("long-checkout")
+    while len(str(directory)) <= 220:
+        directory = directory / "a-rather-long-directory-name-of-a-checkout"
+    model = directory / "tests" / "airflow" / "models" / "broken.py"
+    model.parent.mkdir(parents=True)
+    shutil.copy(support.MODELS / "broken.py", model)
+    dag_file = support.DAGS_FOLDER / "deployflow_deep_path_dags.py"
+    dag_file.write_text(textwrap.dedent(_DEEP_DAGS.format(model=f"python:{model}:model")), encoding="utf-8")
+    yield dag_file
+    dag_file.unlink()
+
+
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_the_reason_keeps_the_models_exception_when_the_model_lives_deep(deep_dags, mode):
+    run, output = run_dag(support.suite_dag(f"deployflow_test_deep_failing_start_{mode}", deep_dags))
+    tis = support.task_instances(run)
+    assert tis["wait"].state == "failed", output[-5000:]
+    assert ("running trigger in line" in output) is (mode == "deferrable")
+    failure = [line for line in output.splitlines() if "AirflowFailException" in line]
+    assert failure, output[-5000:]
+    assert f"Deployment 'deep-broken-{mode}' failed" in failure[-1]
+    assert "RuntimeError: model weights missing: churn-v7.bin was never uploaded" in failure[-1], failure[-1]
+    assert tis["cleanup"].state == "success"
 
 
 def test_endpoint_operators_and_sensors_route_traffic():

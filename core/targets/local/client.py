@@ -1,8 +1,16 @@
 """The ``local`` target's client: deployments are scoring-server processes on this machine.
 
 See :func:`deployflow.targets.local.target_help` for the user-facing summary, :mod:`.state` for the
-on-disk layout and locking, :mod:`.process` for how processes are started, verified and stopped, and
-:mod:`.router` for endpoints.
+on-disk layout and locking, :mod:`.process` for how processes are started, verified and stopped,
+:mod:`.router` for endpoints and :mod:`.rollover` for updates that finish after the caller returned.
+
+Waiting. Every create and update blocks until what it started serves, unless config ``wait`` is false:
+then it returns as soon as the change is recorded and its process is starting, and
+:meth:`~LocalDeploymentClient.wait_for_deployment` (or ``wait_for_endpoint``) tells later how it went,
+FAILED with the process's own error if it could not start. A blocking call ends by ``startup_timeout``
+(one deadline for everything the call starts) or by the deadline of the
+:func:`deployflow.retry.operation` scope it runs in, whichever comes first: that is how a pipeline
+step's ``timeout`` bounds a create, server start included.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -27,7 +36,8 @@ from ...errors import (
     TransientError,
 )
 from ...redaction import get_logger, register_secret
-from ...retry import Failure, operation
+from ...retry import Failure
+from ...retry import operation as budget_scope
 from ...status import State, Status
 from .config import (
     check_name,
@@ -38,6 +48,7 @@ from .config import (
 )
 from .process import (
     AUTH_TOKEN_ENV,
+    clip_middle,
     exit_reason,
     is_running,
     stop,
@@ -46,7 +57,15 @@ from .process import (
 )
 from .state import StateStore, new_generation, now_iso, process_url, read_ready
 
-__all__ = ["LocalDeploymentClient", "HOME_ENV", "SERVER_MODULE", "ROUTER_MODULE", "resolve_home", "server_spec"]
+__all__ = [
+    "LocalDeploymentClient",
+    "HOME_ENV",
+    "SERVER_MODULE",
+    "ROUTER_MODULE",
+    "ROLLOVER_MODULE",
+    "resolve_home",
+    "server_spec",
+]
 
 logger = get_logger(__name__)
 
@@ -54,11 +73,14 @@ HOME_ENV = "DEPLOYFLOW_HOME"
 DEFAULT_HOME = "~/.deployflow"
 SERVER_MODULE = "deployflow.targets.local.server"
 ROUTER_MODULE = "deployflow.targets.local.router"
+ROLLOVER_MODULE = "deployflow.targets.local.rollover"
 SPEC_VERSION = 1
 
 _DEPLOYMENTS = "deployments"
 _ENDPOINTS = "endpoints"
 _PING_TIMEOUT = 2.0
+#: The longest failure text kept in a record (``last_error``); a longer one loses its middle.
+_MAX_ERROR_CHARS = 2000
 _MAX_TRANSPORTS = 32
 #: How a scoring POST to this target's servers may be repeated. Scoring has no side effects
 #: (idempotent), and the server answers 500 only when the model's output cannot be written as JSON,
@@ -159,11 +181,16 @@ def _operation(kind: str) -> dict[str, Any]:
 
 
 def _operation_live(operation: Mapping[str, Any] | None) -> bool:
-    """Whether the caller that started ``operation`` is still running (else the marker is stale)."""
+    """Whether the caller that started ``operation`` is still running (else the marker is stale).
+
+    An update handed over to a :mod:`.rollover` process (``helper``) is live while that process runs.
+    """
     import psutil
 
     if not operation:
         return False
+    if operation.get("helper"):
+        return is_running(operation["helper"])
     try:
         owner = psutil.Process(int(operation["owner_pid"]))
         created = operation.get("owner_create_time")
@@ -172,6 +199,17 @@ def _operation_live(operation: Mapping[str, Any] | None) -> bool:
         )
     except (psutil.Error, KeyError, TypeError, ValueError):
         return False
+
+
+def _remaining(timeout: float, started: float) -> float:
+    """Seconds left of ``timeout`` counted from ``started`` (a ``time.monotonic()`` reading)."""
+    return max(0.0, timeout - (time.monotonic() - started))
+
+
+def _error_summary(error: BaseException) -> str:
+    """The first line of ``error`` (its cause; the log lines after it are in the log), for a record."""
+    text = str(error).strip() or type(error).__name__
+    return clip_middle(text.splitlines()[0], _MAX_ERROR_CHARS)
 
 
 def _remove_dir(path: str | None) -> None:
@@ -323,13 +361,17 @@ class LocalDeploymentClient(BaseDeploymentClient):
     ) -> dict[str, Any]:
         """Start a scoring server for ``model_uri`` named ``name``.
 
-        Blocks until the server answers ``/ping`` unless config ``wait`` is false. Fails fast, with the
-        server's own error, when it cannot load the model or bind its address (and leaves nothing
-        running). With ``endpoint``, the deployment joins that endpoint: an existing endpoint gets a
-        route to it with 0% traffic (shift traffic with :meth:`update_endpoint`); a missing one is
-        created, routing 100% to it. Raises :class:`~deployflow.errors.ConflictError` if ``name``
-        exists.
+        Blocks until the server answers ``/ping`` (and, with ``endpoint``, until the endpoint serves),
+        within one ``startup_timeout`` for all of it. Fails fast, with the server's own error, when it
+        cannot load the model or bind its address (and leaves nothing running). With config ``wait``
+        false it returns as soon as the deployment is recorded and its server (and router) are
+        starting; a server that then fails leaves the deployment FAILED with its error, which
+        :meth:`wait_for_deployment` reports. With ``endpoint``, the deployment joins that endpoint: an
+        existing endpoint gets a route to it with 0% traffic (shift traffic with
+        :meth:`update_endpoint`); a missing one is created, routing 100% to it. Raises
+        :class:`~deployflow.errors.ConflictError` if ``name`` exists.
         """
+        started = time.monotonic()
         check_name(name)
         if endpoint is not None:
             check_name(endpoint, "endpoint")
@@ -369,7 +411,9 @@ class LocalDeploymentClient(BaseDeploymentClient):
         if wait:
             self._finish_start(name, process, operation, token, settings["startup_timeout"], kind="create")
         if endpoint is not None:
-            self._attach(name, endpoint, wait)
+            # The endpoint's router gets what is left of this create's startup_timeout.
+            with budget_scope(timeout=_remaining(settings["startup_timeout"], started) if wait else None):
+                self._attach(name, endpoint, wait)
         return self.get_deployment(name)
 
     def _discard_unrecorded(
@@ -458,7 +502,7 @@ class LocalDeploymentClient(BaseDeploymentClient):
             if (record.get("pending") or {}).get("generation") != process["generation"]:
                 return True
             record["pending"] = None
-            record["last_error"] = (str(error) or type(error).__name__)[:2000]
+            record["last_error"] = _error_summary(error)
             if record.get("operation") and operation and record["operation"]["id"] == operation["id"]:
                 record["operation"] = None
             return False
@@ -475,10 +519,15 @@ class LocalDeploymentClient(BaseDeploymentClient):
 
         A new server starts beside the old one; once it answers ``/ping`` the state (and every endpoint
         routing to ``name``) switches to it, and the old server is stopped after its in-flight requests
-        finish. If the new server fails, the old one keeps serving and the error is raised. Config keys
-        not given keep their values. Always waits (config ``wait`` applies to create only: there is no
-        background supervisor to switch over later). With a fixed ``port`` equal to the current one,
-        the old server must stop first, so that update has a gap.
+        finish. If the new server fails, the old one keeps serving, the error is raised, and the
+        deployment reads FAILED with that error (its last update failed) until an update succeeds.
+        Config keys not given keep their values. With a fixed ``port`` equal to the current one, the
+        old server must stop first, so that update has a gap.
+
+        Blocks until the new server serves, within ``startup_timeout``, unless config ``wait`` is false:
+        then it returns once the new server is starting, and a :mod:`.rollover` process started for
+        this update does the switch (or records the failure) when the server is ready; the deployment
+        reads PENDING until then, and :meth:`wait_for_deployment` waits for the outcome.
         """
         check_name(name)
         if endpoint is not None:
@@ -492,7 +541,7 @@ class LocalDeploymentClient(BaseDeploymentClient):
         flavor = _check_model(new_uri, flavor)
         given = dict(config or {})
         settings = deployment_config(given, base=current["config"])
-        settings.pop("wait")  # update always waits (see the docstring)
+        wait = settings.pop("wait")
         token = settings.pop("auth_token")
         if token is None and current.get("auth") and "auth_token" not in given:
             token = self._token_for(name)
@@ -505,6 +554,8 @@ class LocalDeploymentClient(BaseDeploymentClient):
         directory = self.store.generation_dir(_DEPLOYMENTS, name, generation)
         spec = server_spec(name, new_uri, flavor, settings, directory / "ready.json")
         operation = _operation("update")
+        # What the deployment becomes once the new server serves (read back by a rollover process).
+        operation["target"] = {"model_uri": new_uri, "flavor": flavor, "config": settings, "auth": token is not None}
         old_for_port: dict[str, Any] | None = None
         pending: dict[str, Any] | None = None
         try:
@@ -539,11 +590,32 @@ class LocalDeploymentClient(BaseDeploymentClient):
             raise DeploymentError(f"Deployment {name!r}: no new server was started")
         if token:
             self._remember_token(name, token)
+        if wait:
+            self._complete_update(name, pending, operation, settings["startup_timeout"], token)
+        else:
+            self._hand_over_update(name, pending, operation)
+        if endpoint is not None:
+            self._attach(name, endpoint, wait)
+        return self.get_deployment(name)
+
+    def _complete_update(
+        self,
+        name: str,
+        pending: dict[str, Any],
+        operation: dict[str, Any],
+        timeout: float,
+        token: str | None,
+    ) -> None:
+        """Wait for the new server of an update, then switch the deployment (and its routers) to it and
+        stop the old one; or, when it fails, stop it, record why and raise. Run by the updating caller,
+        or by a :mod:`.rollover` process for an update that did not wait.
+
+        The update's marker stays until the old server is stopped, and the old server is recorded as
+        ``retiring`` meanwhile: a delete in between stops it (and the rollover process), so nothing is
+        left running."""
         what = f"Deployment {name!r} (update)"
         try:
-            ready = wait_until_serving(
-                pending, what=what, timeout=settings["startup_timeout"], ping=lambda url: self._ping(url, token)
-            )
+            ready = wait_until_serving(pending, what=what, timeout=timeout, ping=lambda url: self._ping(url, token))
         except BaseException as error:  # Ctrl-C included: a half-started server must not stay behind
             stop(pending, timeout=5.0)
             lost = self._forget_start(name, pending, operation, "update", error)
@@ -551,20 +623,25 @@ class LocalDeploymentClient(BaseDeploymentClient):
             if lost and isinstance(error, DeploymentError):
                 raise ConflictError(f"{what}: deleted or changed by another caller meanwhile") from error
             raise
+        target = operation["target"]
+        old: dict[str, Any] | None = None
+        old_stop_timeout = 30.0
+        routed_by: list[str] = []
         with self.store.transaction() as state:
             record = state[_DEPLOYMENTS].get(name)
-            ours = record is not None and (record.get("pending") or {}).get("generation") == generation
+            ours = record is not None and (record.get("pending") or {}).get("generation") == pending["generation"]
             if ours:
                 old = record.get("process")
+                old_stop_timeout = float(record["config"].get("stop_timeout", 30.0))
                 pending = {**record["pending"], "url": ready["url"], "ready": ready}
                 record.update(
                     process=pending,
                     pending=None,
-                    operation=None,
-                    model_uri=new_uri,
-                    flavor=flavor,
-                    config=settings,
-                    auth=token is not None,
+                    retiring=old,
+                    model_uri=target["model_uri"],
+                    flavor=target["flavor"],
+                    config=target["config"],
+                    auth=bool(target["auth"]),
                     updated_at=now_iso(),
                     last_error=None,
                 )
@@ -573,14 +650,50 @@ class LocalDeploymentClient(BaseDeploymentClient):
             stop(pending, timeout=5.0)
             _remove_dir(pending["dir"])
             raise ConflictError(f"{what}: deleted or changed by another caller meanwhile")
-        # Routers first, so no new request goes to the old server; it then finishes what it has.
-        self._reload_routers(routed_by)
-        if old is not None:
-            stop(old, timeout=float(current["config"].get("stop_timeout", 30.0)))
-            _remove_dir(old.get("dir"))
-        if endpoint is not None:
-            self._attach(name, endpoint, True)
-        return self.get_deployment(name)
+        try:
+            # Routers first, so no new request goes to the old server; it then finishes what it has.
+            self._reload_routers(routed_by)
+            if old is not None:
+                stop(old, timeout=old_stop_timeout)
+                _remove_dir(old.get("dir"))
+        finally:
+            with self.store.transaction() as state:
+                record = state[_DEPLOYMENTS].get(name)
+                if record is not None and (record.get("operation") or {}).get("id") == operation["id"]:
+                    record["operation"] = None
+                    record["retiring"] = None
+
+    def _hand_over_update(self, name: str, pending: dict[str, Any], operation: dict[str, Any]) -> None:
+        """Start the :mod:`.rollover` process that finishes this update, and make it the owner of the
+        update's marker (so the deployment stays PENDING exactly as long as someone will finish it)."""
+        spec = {"version": SPEC_VERSION, "home": str(self.home), "name": name, "operation": operation["id"]}
+        try:
+            helper = spawn(ROLLOVER_MODULE, spec, Path(pending["dir"]) / "rollover", log_name="rollover.log",
+                           generation=pending["generation"], reap_when_done=True)
+        except BaseException as error:
+            stop(pending, timeout=5.0)
+            self._forget_start(name, pending, operation, "update", error)
+            _remove_dir(pending["dir"])
+            raise
+        with self.store.transaction() as state:
+            record = state[_DEPLOYMENTS].get(name)
+            marker = record.get("operation") if record else None
+            if marker and marker.get("id") == operation["id"]:
+                marker.update(owner_pid=helper["pid"], owner_create_time=helper["create_time"], helper=helper)
+
+    def _finish_handed_over_update(self, name: str, operation_id: str) -> bool:
+        """Finish the update of ``name`` whose marker has ``operation_id`` (what a :mod:`.rollover`
+        process runs). Returns False when there is nothing to finish (done, replaced or deleted)."""
+        check_name(name)
+        record = self.store.read()[_DEPLOYMENTS].get(name)
+        operation = (record or {}).get("operation")
+        pending = (record or {}).get("pending")
+        if not operation or operation.get("id") != operation_id or not pending:
+            return False
+        timeout = float(operation["target"]["config"].get("startup_timeout", 120.0))
+        # /ping needs no token, so this process never holds one.
+        self._complete_update(name, pending, operation, timeout, None)
+        return True
 
     def _updatable(self, state: dict[str, Any], name: str) -> dict[str, Any]:
         record = state[_DEPLOYMENTS].get(name)
@@ -599,6 +712,12 @@ class LocalDeploymentClient(BaseDeploymentClient):
             stop(stale, timeout=5.0)
             _remove_dir(stale.get("dir"))
             record["pending"] = None
+        retiring = record.get("retiring")
+        if retiring:
+            # The server an update replaced, left running by a caller that died before stopping it.
+            stop(retiring, timeout=5.0)
+            _remove_dir(retiring.get("dir"))
+            record["retiring"] = None
         return record
 
     def delete_deployment(
@@ -633,8 +752,11 @@ class LocalDeploymentClient(BaseDeploymentClient):
                 state[_ENDPOINTS][endpoint_name]["config"]["routes"] = [r for r in routes if r["deployment"] != name]
             del state[_DEPLOYMENTS][name]
         self._reload_routers(touched)
+        helper = (record.get("operation") or {}).get("helper")
+        if helper:
+            stop(helper, timeout=5.0)  # a rollover process: nothing is left for it to finish
         timeout = override if override is not None else float(record["config"].get("stop_timeout", 30.0))
-        for key in ("pending", "process"):
+        for key in ("pending", "retiring", "process"):
             stop(record.get(key), timeout=timeout)
             _remove_dir((record.get(key) or {}).get("dir"))
         self._tokens.pop(name, None)
@@ -690,7 +812,13 @@ class LocalDeploymentClient(BaseDeploymentClient):
         return view
 
     def _deployment_state(self, record: Mapping[str, Any], *, ping: bool) -> Status:
-        """READY / PENDING / FAILED of one deployment record, from its process and ready file."""
+        """READY / PENDING / FAILED of one deployment record, from its process and ready file.
+
+        The state answers "is what was last asked for serving?": while an update is starting it is
+        PENDING, and after an update failed (or was left unfinished by a caller that ended) it is
+        FAILED with that reason, although the previous server keeps serving requests, until an update
+        succeeds.
+        """
         process = record.get("process")
         operation = record.get("operation")
         busy = _operation_live(operation)
@@ -701,15 +829,33 @@ class LocalDeploymentClient(BaseDeploymentClient):
         if not is_running(process):
             if busy and operation["kind"] == "update":
                 return Status(State.PENDING, reason="being updated (the old server has stopped)", raw=record)
-            return Status(State.FAILED, reason=exit_reason(process), raw=record)
+            reason = exit_reason(process)
+            if record.get("last_error"):
+                reason += f"; its last update failed too: {record['last_error']}"
+            return Status(State.FAILED, reason=reason, raw=record)
         url = process_url(process)
         if url is None:
             return Status(State.PENDING, reason=f"server process {process['pid']} is starting", raw=record)
         if ping and not self._ping(url, self._token_for(record["name"])):
             return Status(State.PENDING, reason=f"server process {process['pid']} does not answer {url}/ping",
                           raw=record)
-        reason = "an update is starting" if record.get("pending") else None
-        return Status(State.READY, reason=reason, raw=record)
+        if record.get("pending"):
+            if busy:
+                return Status(State.PENDING, reason="an update is starting; the previous server keeps serving",
+                              raw=record)
+            return Status(
+                State.FAILED,
+                reason="an update was left unfinished by a caller that ended; the previous server keeps serving "
+                "(update it again)",
+                raw=record,
+            )
+        if record.get("last_error"):
+            return Status(
+                State.FAILED,
+                reason=f"its last update failed; the previous server keeps serving: {record['last_error']}",
+                raw=record,
+            )
+        return Status(State.READY, raw=record)
 
     def deployment_status(self, name: str, endpoint: str | None = None) -> Status:
         """Where deployment ``name`` stands: the state record, the process's liveness and ``/ping``."""
@@ -744,7 +890,7 @@ class LocalDeploymentClient(BaseDeploymentClient):
         headers = {"Content-Type": content_type, **self._headers(token)}
         options = {"data": body, "headers": headers, "kind": "predict", **SCORING_REQUEST}
         # One budget for the call: the attempt to the remembered URL and the retries after a new lookup.
-        with operation(attempts=self.http_settings.retry.max_attempts):
+        with budget_scope(attempts=self.http_settings.retry.max_attempts):
             try:
                 response = self._transport(url).request("POST", "/invocations", retry=False, **options)
             except TransientError as error:
@@ -850,28 +996,20 @@ class LocalDeploymentClient(BaseDeploymentClient):
         """Start a router for endpoint ``name`` that splits ``/invocations`` over config ``routes``
         (``[{"deployment": "a", "traffic": 90}, {"deployment": "b", "traffic": 10}]``).
 
-        Blocks until the router answers and every deployment it sends traffic to is READY, unless
-        config ``wait`` is false. Raises :class:`~deployflow.errors.ConflictError` if ``name`` exists
-        and :class:`~deployflow.errors.InvalidInputError` if a route names a missing deployment.
+        Blocks until the router answers and every deployment it sends traffic to is READY, within one
+        ``startup_timeout`` for both, unless config ``wait`` is false: then it returns as soon as the
+        endpoint is recorded and its router is starting (a router that then dies leaves the endpoint
+        FAILED with its error). Raises :class:`~deployflow.errors.ConflictError` if ``name`` exists and
+        :class:`~deployflow.errors.InvalidInputError` if a route names a missing deployment.
         """
+        started = time.monotonic()
         check_name(name, "endpoint")
         settings = endpoint_config(config)
         wait = settings.pop("wait")
         generation = new_generation()
         directory = self.store.generation_dir(_ENDPOINTS, name, generation)
-        spec = {
-            "version": SPEC_VERSION,
-            "name": name,
-            "state_file": str(self.store.state_file),
-            "host": settings["host"],
-            "port": settings["port"],
-            "max_request_bytes": settings["max_request_bytes"],
-            "request_timeout": settings["request_timeout"],
-            "ready_file": str(directory / "ready.json"),
-            "log_level": settings["log_level"],
-            "stop_timeout": settings["stop_timeout"],
-        }
-        operation = _operation("create")
+        spec = self._router_spec(name, settings, directory)
+        operation = _operation("create") if wait else None
         process: dict[str, Any] | None = None
         try:
             with self.store.transaction() as state:
@@ -890,17 +1028,47 @@ class LocalDeploymentClient(BaseDeploymentClient):
         except BaseException:
             self._discard_unrecorded(_ENDPOINTS, name, generation, process, directory)
             raise
+        if wait:
+            self._await_router(name, process, directory, settings["startup_timeout"], created=True)
+            self.wait_for_endpoint(name, timeout=_remaining(settings["startup_timeout"], started), poll_interval=0.05,
+                                   max_poll_interval=0.5, not_found_grace=0.0)
+        return self.get_endpoint(name)
+
+    def _router_spec(self, name: str, settings: Mapping[str, Any], directory: Path) -> dict[str, Any]:
+        """The spec file of one router process (the contract with :mod:`.router`)."""
+        return {
+            "version": SPEC_VERSION,
+            "name": name,
+            "state_file": str(self.store.state_file),
+            "host": settings["host"],
+            "port": settings["port"],
+            "max_request_bytes": settings["max_request_bytes"],
+            "request_timeout": settings["request_timeout"],
+            "ready_file": str(directory / "ready.json"),
+            "log_level": settings["log_level"],
+            "stop_timeout": settings["stop_timeout"],
+        }
+
+    def _await_router(
+        self, name: str, process: dict[str, Any], directory: Path, timeout: float, *, created: bool
+    ) -> None:
+        """Wait for a new router, then record its URL. When it fails: stop it and, for a create, forget
+        the endpoint; a restarted router's record stays, FAILED with its log, for the caller to see."""
         what = f"Endpoint {name!r}"
+        generation = process["generation"]
         try:
-            ready = wait_until_serving(process, what=f"{what} (router)", timeout=settings["startup_timeout"],
-                                       ping=self._ping)
+            ready = wait_until_serving(process, what=f"{what} (router)", timeout=timeout, ping=self._ping)
         except BaseException:  # Ctrl-C included: a half-started router must not stay behind
             stop(process, timeout=5.0)
             with self.store.transaction() as state:
                 record = state[_ENDPOINTS].get(name)
                 if record and (record.get("process") or {}).get("generation") == generation:
-                    del state[_ENDPOINTS][name]
-            _remove_dir(str(directory))
+                    if created:
+                        del state[_ENDPOINTS][name]
+                    else:
+                        record["operation"] = None
+            if created:
+                _remove_dir(str(directory))
             raise
         with self.store.transaction() as state:
             record = state[_ENDPOINTS].get(name)
@@ -911,11 +1079,7 @@ class LocalDeploymentClient(BaseDeploymentClient):
         if not ours:
             stop(process, timeout=5.0)
             _remove_dir(str(directory))
-            raise ConflictError(f"{what} was deleted by another caller while it was starting")
-        if wait:
-            self.wait_for_endpoint(name, timeout=settings["startup_timeout"], poll_interval=0.05,
-                                   max_poll_interval=0.5, not_found_grace=0.0)
-        return self.get_endpoint(name)
+            raise ConflictError(f"{what} was deleted or replaced by another caller while it was starting")
 
     def _check_routes(self, state: Mapping[str, Any], routes: list[dict[str, Any]]) -> None:
         missing = [route["deployment"] for route in routes if route["deployment"] not in state[_DEPLOYMENTS]]
@@ -928,24 +1092,54 @@ class LocalDeploymentClient(BaseDeploymentClient):
         """Change endpoint ``endpoint``'s ``routes`` (traffic split) without dropping a request.
 
         The router switches to the new routes before this returns; requests it is forwarding finish
-        where they started. Waits until the endpoint is READY unless config ``wait`` is false.
+        where they started. A router that is not running any more (it crashed or was killed) is started
+        again, with the endpoint's settings and the new routes. The other settings cannot change on an
+        endpoint (delete it and create it again); they may be given with the values they have, so a
+        retried step can repeat its whole config. Waits until the endpoint is READY, within its
+        ``startup_timeout``, unless config ``wait`` is false.
         """
+        started = time.monotonic()
         check_name(endpoint, "endpoint")
-        changes = endpoint_update(config)
+        current = self.store.read()[_ENDPOINTS].get(endpoint)
+        if current is None:
+            raise NotFoundError(f"Endpoint {endpoint!r} does not exist in {self.home}")
+        changes = endpoint_update(config, current["config"])
         wait = changes.pop("wait", True)
-        with self.store.transaction() as state:
-            record = state[_ENDPOINTS].get(endpoint)
-            if record is None:
-                raise NotFoundError(f"Endpoint {endpoint!r} does not exist in {self.home}")
-            if "routes" in changes:
-                self._check_routes(state, changes["routes"])
-                record["config"]["routes"] = changes["routes"]
-                record["updated_at"] = now_iso()
-            startup_timeout = float(record["config"].get("startup_timeout", 120.0))
-        self._reload_routers([endpoint])
+        restarted: dict[str, Any] | None = None
+        generation = new_generation()
+        directory = self.store.generation_dir(_ENDPOINTS, endpoint, generation)
+        old_dir: str | None = None
+        try:
+            with self.store.transaction() as state:
+                record = state[_ENDPOINTS].get(endpoint)
+                if record is None:
+                    raise NotFoundError(f"Endpoint {endpoint!r} does not exist in {self.home}")
+                if "routes" in changes:
+                    self._check_routes(state, changes["routes"])
+                    record["config"]["routes"] = changes["routes"]
+                    record["updated_at"] = now_iso()
+                startup_timeout = float(record["config"].get("startup_timeout", 120.0))
+                process = record.get("process")
+                if not is_running(process) and not _operation_live(record.get("operation")):
+                    spec = self._router_spec(endpoint, record["config"], directory)
+                    restarted = spawn(ROUTER_MODULE, spec, directory, log_name="router.log", generation=generation)
+                    old_dir = (process or {}).get("dir")
+                    record.update(process=restarted, operation=_operation("update") if wait else None,
+                                  updated_at=now_iso())
+        except BaseException:
+            self._discard_unrecorded(_ENDPOINTS, endpoint, generation, restarted, directory)
+            raise
+        if restarted is None:
+            self._reload_routers([endpoint])
+        else:
+            logger.info("Endpoint %r: its router was not running; started a new one (pid %s)", endpoint,
+                        restarted["pid"])
+            _remove_dir(old_dir)
+            if wait:
+                self._await_router(endpoint, restarted, directory, startup_timeout, created=False)
         if wait:
-            self.wait_for_endpoint(endpoint, timeout=startup_timeout, poll_interval=0.05, max_poll_interval=0.5,
-                                   not_found_grace=0.0)
+            self.wait_for_endpoint(endpoint, timeout=_remaining(startup_timeout, started), poll_interval=0.05,
+                                   max_poll_interval=0.5, not_found_grace=0.0)
         return self.get_endpoint(endpoint)
 
     def _attach(self, name: str, endpoint: str, wait: bool) -> None:

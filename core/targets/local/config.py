@@ -143,7 +143,12 @@ _COMMON_KEYS = [
         "max_request_bytes", 100 * 1024 * 1024, _integer(1), "largest request body accepted (default 100 MiB)"
     ),
     ConfigKey("request_timeout", 60.0, _seconds, "seconds one request may take before a 504 (default 60)"),
-    ConfigKey("startup_timeout", 120.0, _seconds, "seconds to wait for the process to serve (default 120)"),
+    ConfigKey(
+        "startup_timeout",
+        120.0,
+        _seconds,
+        "seconds a create or update waits for what it started to serve, all of it together (default 120)",
+    ),
     ConfigKey(
         "stop_timeout",
         30.0,
@@ -151,7 +156,13 @@ _COMMON_KEYS = [
         "seconds a stopping process gets to finish in-flight requests before it is killed (default 30)",
     ),
     ConfigKey("log_level", "info", _log_level, "log level of the process: " + ", ".join(_LOG_LEVELS)),
-    ConfigKey("wait", True, _boolean, "false: create returns at once, without waiting until it serves"),
+    ConfigKey(
+        "wait",
+        True,
+        _boolean,
+        "false: create and update return once the process is starting, without waiting until it serves "
+        "(wait_for_deployment / wait_for_endpoint tell how it went)",
+    ),
 ]
 
 #: Every key a deployment's config accepts, by name.
@@ -226,10 +237,20 @@ def endpoint_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-def endpoint_update(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The validated keys of an endpoint update (only ``routes`` and ``wait`` may change)."""
+def endpoint_update(config: Mapping[str, Any] | None, current: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The validated keys of an endpoint update (only ``routes`` and ``wait`` may change).
+
+    A fixed key given with the value it has in ``current`` (the endpoint's config) is no change and
+    is dropped, so a step that repeats its whole create config as an update is accepted.
+    """
     given = _validated(config, ENDPOINT_KEYS, "endpoint")
-    fixed = sorted(set(given) - ENDPOINT_UPDATABLE_KEYS)
+    fixed = sorted(
+        name
+        for name in set(given) - ENDPOINT_UPDATABLE_KEYS
+        if current is None or name not in current or current[name] != given[name]
+    )
+    for name in set(given) - ENDPOINT_UPDATABLE_KEYS - set(fixed):
+        del given[name]
     if fixed:
         raise InvalidInputError(
             f"update_endpoint cannot change {', '.join(fixed)} of a running endpoint; delete it and create "

@@ -9,7 +9,10 @@
 * Stop: SIGTERM (the server finishes in-flight requests), wait, then SIGKILL whatever of that process
   group is left, worker processes included, so nothing is left behind.
 * Readiness: wait for the ready file and a ``/ping`` answer; when the process dies first, raise at once
-  with the last lines of its log, classified by its exit code.
+  with the last lines of its log, classified by its exit code. The wait ends at ``startup_timeout`` or
+  at the deadline of the :func:`deployflow.retry.operation` scope it runs in, whichever comes first.
+* Reasons quote a line of the log. A line that is too long loses its middle, never its end: the end is
+  where a server writes the exception that stopped it, and the paths before it can be long.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Callable
 
 from ...errors import DeploymentFailedError, InvalidInputError, WaitTimeoutError
 from ...redaction import get_logger, redact
+from ...retry import current_budget
 from .state import now_iso, read_ready, write_json_atomic
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "stop",
     "wait_until_serving",
     "log_tail",
+    "clip_middle",
 ]
 
 logger = get_logger(__name__)
@@ -54,6 +59,9 @@ EXIT_CANNOT_BIND = 4
 
 _LOG_TAIL_LINES = 25
 _LOG_TAIL_CHARS = 4000
+#: The longest log line a reason quotes. Longer lines keep their start and, mostly, their end.
+_LAST_LINE_CHARS = 1000
+_CLIP_MARK = " [...] "
 
 # Popen objects of the processes this interpreter started, so that dead children are reaped (a zombie
 # would otherwise look alive to a pid check) and their exit codes are known.
@@ -69,11 +77,13 @@ def spawn(
     log_name: str,
     generation: str,
     env_extra: dict[str, str] | None = None,
+    reap_when_done: bool = False,
 ) -> dict[str, Any]:
     """Write ``spec`` to ``directory/spec.json`` and start ``python -m module --spec ...``.
 
     Returns the process record to store in the state. The auth token, if any, travels in
-    ``env_extra`` only.
+    ``env_extra`` only. ``reap_when_done`` collects the child's exit status as soon as it ends (for a
+    short-lived helper nobody will check on), so it does not linger as a zombie of this process.
     """
     directory.mkdir(parents=True, exist_ok=True)
     spec_path = directory / "spec.json"
@@ -100,6 +110,8 @@ def spawn(
             raise DeploymentFailedError(f"Cannot start {module}: {exc}", reason=str(exc)) from exc
     with _children_lock:
         _children[popen.pid] = popen
+    if reap_when_done:
+        threading.Thread(target=popen.wait, name=f"reap-{popen.pid}", daemon=True).start()
     return {
         "pid": popen.pid,
         "create_time": _create_time(popen.pid),
@@ -304,9 +316,22 @@ def log_tail(path: str | None, lines: int = _LOG_TAIL_LINES) -> str:
     return redact(tail)
 
 
+def clip_middle(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and its end with ``[...]`` between.
+
+    The end gets three quarters of the room: an error line ends with the exception, which is what a
+    reader needs, while its start (which step failed, for which file) can be long with deep paths.
+    """
+    if len(text) <= limit:
+        return text
+    room = max(limit - len(_CLIP_MARK), 2)
+    head = room // 4
+    return text[:head] + _CLIP_MARK + text[len(text) - (room - head):]
+
+
 def _last_line(path: str | None) -> str:
     tail = log_tail(path, lines=1)
-    return tail.strip()[:300]
+    return clip_middle(tail.strip(), _LAST_LINE_CHARS)
 
 
 def _error_lines(tail: str) -> str:
@@ -332,11 +357,18 @@ def wait_until_serving(
     Returns the ready file's content. Fails fast when the process dies: exit code 2 (spec refused),
     3 (model cannot be loaded) and 4 (cannot bind the address) raise
     :class:`~deployflow.errors.InvalidInputError` with the child's own message; any other death raises
-    :class:`~deployflow.errors.DeploymentFailedError` with the end of its log. After ``timeout`` s the
-    process is stopped and :class:`~deployflow.errors.WaitTimeoutError` raised. In every failure case
-    the process is gone when this returns.
+    :class:`~deployflow.errors.DeploymentFailedError` with the end of its log. After ``timeout`` s, or
+    at the deadline of the enclosing :func:`deployflow.retry.operation` scope when that comes first
+    (the one deadline of a pipeline step), the process is stopped and
+    :class:`~deployflow.errors.WaitTimeoutError` raised. In every failure case the process is gone when
+    this returns.
     """
-    deadline = time.monotonic() + timeout
+    limit, by_caller = timeout, False
+    budget = current_budget()
+    left = budget.remaining_seconds() if budget is not None else None
+    if left is not None and left < timeout:
+        limit, by_caller = max(0.0, left), True
+    deadline = time.monotonic() + limit
     interval = 0.02
     while True:
         ready = read_ready(record)
@@ -347,10 +379,17 @@ def wait_until_serving(
         if time.monotonic() >= deadline:
             tail = log_tail(record.get("log_path"))
             stop(record, timeout=5.0)
-            raise WaitTimeoutError(
-                f"{what} did not serve within {timeout:g} s (raise config key 'startup_timeout' if the model "
-                f"is slow to load); it was stopped. Last lines of its log:\n{tail or '(empty)'}"
-            )
+            if by_caller:
+                why = (
+                    f"did not serve by the caller's deadline ({limit:.3g} s were left of it; give the step "
+                    "or call a longer timeout if the model is slow to load)"
+                )
+            else:
+                why = (
+                    f"did not serve within {timeout:g} s (raise config key 'startup_timeout' if the model is "
+                    "slow to load)"
+                )
+            raise WaitTimeoutError(f"{what} {why}; it was stopped. Last lines of its log:\n{tail or '(empty)'}")
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
         interval = min(interval * 1.5, 0.2)
 

@@ -17,8 +17,10 @@ Rules that make several processes safe:
   steps, so one slow model does not stall every other caller;
 * a document written by a newer format version is refused rather than misread.
 
-A *process record* (stored under a deployment's ``process``/``pending`` key or an endpoint's ``process``
-key) says how to find and verify one server or router process::
+A *process record* (stored under a deployment's ``process``, ``pending`` (an update's new server) or
+``retiring`` (the server an update replaced, until it has stopped) key, an endpoint's ``process`` key,
+or as ``helper`` in the operation marker of an update handed to a rollover process) says how to find
+and verify one server, router or rollover process::
 
     {"pid", "create_time", "generation", "dir", "spec_path", "ready_file", "log_path", "url", "started_at"}
 """
