@@ -6,6 +6,7 @@ reads of the endpoint, or end UPDATE_FAILED for model versions it was told to fa
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -33,7 +34,7 @@ from deployflow import (
 )
 from deployflow.targets.databricks import DatabricksCredentials, rebalance, resolve_credentials
 from fakes.base import scrub_environment
-from fakes.databricks import DEFAULT_TOKEN, FakeDatabricks
+from fakes.databricks import DEFAULT_TOKEN, FakeDatabricks, scrub_sdk_environment
 
 FAST = {"poll_interval": 0.01, "max_poll_interval": 0.05, "wait_timeout": 10, "max_retries": 3, "backoff_factor": 0.01, "backoff_max": 0.05}
 EXTERNAL_CHAT = {
@@ -45,6 +46,7 @@ EXTERNAL_CHAT = {
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch, tmp_path):
     scrub_environment(monkeypatch, tmp_path)
+    scrub_sdk_environment(monkeypatch)
 
 
 @pytest.fixture
@@ -405,7 +407,7 @@ def test_a_400_with_a_databricks_error_body_is_a_clear_error_without_the_token(c
 
 
 def test_429_with_retry_after_is_retried(client, fake):
-    fake.fail(429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests"}, method="GET", headers={"Retry-After": "0.2"})
+    fake.fail(429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests"}, method="GET", path="/api/", headers={"Retry-After": "0.2"})
     started = time.monotonic()
     assert client.list_endpoints() == []
     assert time.monotonic() - started >= 0.2
@@ -413,7 +415,7 @@ def test_429_with_retry_after_is_retried(client, fake):
 
 
 def test_429_without_retries_is_a_retryable_error_with_retry_after(fake):
-    fake.fail(429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests"}, headers={"Retry-After": "7"})
+    fake.fail(429, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many requests"}, path="/api/", headers={"Retry-After": "7"})
     with get_deploy_client("databricks", host=fake.url, token=DEFAULT_TOKEN, max_retries=0) as client:
         with pytest.raises(TransientError, match="Too many requests") as caught:
             client.list_endpoints()
@@ -453,10 +455,18 @@ def test_credentials_from_the_environment(fake, monkeypatch):
         assert client.list_endpoints() == []
 
 
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens: a host the tests may name without any request
+    (databricks-sdk's discovery of the workspace included) leaving the machine."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
 def test_credentials_from_profiles(fake, monkeypatch, tmp_path):
     config = write_config(
         tmp_path / "cfg",
-        f"[DEFAULT]\nhost = {fake.url}\ntoken = {DEFAULT_TOKEN}\n\n[prod]\nhost = {fake.url}/\ntoken = {DEFAULT_TOKEN}\n\n[hostonly]\nhost = https://elsewhere.example.com\n",
+        f"[DEFAULT]\nhost = {fake.url}\ntoken = {DEFAULT_TOKEN}\n\n[prod]\nhost = {fake.url}/\ntoken = {DEFAULT_TOKEN}\n\n[hostonly]\nhost = {closed_port_url()}\n",
     )
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(config))
     with get_deploy_client("databricks") as client:
@@ -503,7 +513,7 @@ def test_missing_credentials(monkeypatch):
     with pytest.raises(AuthenticationError, match="No Databricks host and token found") as caught:
         get_deploy_client("databricks").list_endpoints()
     assert "DATABRICKS_HOST" in str(caught.value) and "databrickscfg" in str(caught.value)
-    monkeypatch.setenv("DATABRICKS_HOST", "https://h.example.com")
+    monkeypatch.setenv("DATABRICKS_HOST", closed_port_url())
     with pytest.raises(AuthenticationError, match="has no token"):
         get_deploy_client("databricks").list_endpoints()
     monkeypatch.delenv("DATABRICKS_HOST")

@@ -10,7 +10,7 @@ from prefect.blocks.core import Block
 from prefect.types import SecretDict
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from deployflow import BaseDeploymentClient, get_deploy_client
+from deployflow import BaseDeploymentClient, InvalidInputError, get_deploy_client
 from deployflow.redaction import MASK, register_secret
 
 __all__ = ["DeploymentTarget"]
@@ -18,6 +18,10 @@ __all__ = ["DeploymentTarget"]
 # Option names that hold credentials belong in ``auth_token`` / ``secret_options``, never in the plain
 # ``client_options`` a block shows and stores in clear.
 _SECRET_NAME = re.compile(r"(?i)token|secret|password|passwd|credential|api_?key|private_?key")
+
+
+#: The block's secret fields that are passed as client options of the same name.
+_SECRET_FIELDS = ("client_secret", "azure_client_secret")
 
 
 def _credential_names(options: Mapping[Any, Any]) -> list[str]:
@@ -53,6 +57,17 @@ class DeploymentTarget(Block):
 
         client = DeploymentTarget.load("models-local").get_client()
         print(client.list_deployments())
+
+    A Databricks service principal (OAuth; the ``databricks`` target needs
+    ``pip install 'deployflow[databricks]'`` for it): the client id is a plain option, the secret a field
+    of its own, stored as a secret; an Azure service principal's secret goes in ``azure_client_secret``
+    (with ``azure_client_id`` and ``azure_tenant_id`` in ``client_options``)::
+
+        DeploymentTarget(
+            target_uri="databricks",
+            client_options={"host": "https://adb-1234.5.azuredatabricks.net", "client_id": "<client id>"},
+            client_secret="<client secret>",
+        ).save("databricks-prod", overwrite=True)
     """
 
     _block_type_name = "deployflow Deployment Target"
@@ -76,6 +91,16 @@ client = DeploymentTarget.load("BLOCK_NAME").get_client()
     auth_token: Optional[SecretStr] = Field(
         default=None,
         description="Bearer token for targets that take the 'auth_token' option (local, serving).",
+    )
+    client_secret: Optional[SecretStr] = Field(
+        default=None,
+        description="Databricks: a service principal's OAuth secret, passed as the option 'client_secret' "
+        "(with 'client_id' and 'host' in client_options).",
+    )
+    azure_client_secret: Optional[SecretStr] = Field(
+        default=None,
+        description="Databricks on Azure: an Azure service principal's secret, passed as the option "
+        "'azure_client_secret' (with 'azure_client_id' and 'azure_tenant_id' in client_options).",
     )
     secret_options: SecretDict = Field(
         default_factory=lambda: SecretDict({}),
@@ -118,14 +143,16 @@ client = DeploymentTarget.load("BLOCK_NAME").get_client()
         leaked = _credential_names(value)
         if leaked:
             raise ValueError(
-                f"client_options {leaked} look like credentials; put them in auth_token or secret_options, "
-                "which are stored as secrets"
+                f"client_options {leaked} look like credentials; put them in auth_token or secret_options "
+                "(a Databricks client_secret or azure_client_secret in the field of that name), which are "
+                "stored as secrets"
             )
         return value
 
     def block_initialization(self) -> None:
         # Register at once, so the secrets are masked even in errors raised before any client exists.
-        register_secret(self.auth_token)
+        for name in ("auth_token", *_SECRET_FIELDS):
+            register_secret(getattr(self, name))
         for value in self._secret_options().values():
             register_secret(str(value))
 
@@ -133,11 +160,21 @@ client = DeploymentTarget.load("BLOCK_NAME").get_client()
         """The keyword options :meth:`get_client` passes to ``deployflow.get_deploy_client``.
 
         Secrets are revealed here, so do not log the result. ``overrides`` win over the block's fields.
+        A secret given both as a field (``client_secret``, ``azure_client_secret``) and in
+        ``secret_options`` raises :class:`deployflow.InvalidInputError` naming it (never its value).
         """
         options: dict[str, Any] = dict(self.client_options)
         if self.auth_token is not None:
             options["auth_token"] = self.auth_token.get_secret_value()
-        options.update(self._secret_options())
+        secret_options = self._secret_options()
+        for name in _SECRET_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name in secret_options:
+                raise InvalidInputError(f"{name} is given as a field of the block and in secret_options; give it once")
+            options[name] = value.get_secret_value()
+        options.update(secret_options)
         options.update(overrides)
         return options
 

@@ -1,7 +1,8 @@
 """Fake services on 127.0.0.1 that follow the public APIs deployflow's HTTP targets talk to.
 
 * :mod:`fakes.databricks`: Databricks Model Serving (serving-endpoints REST API, asynchronous state
-  transitions, Databricks error bodies, invocations with streaming);
+  transitions, Databricks error bodies, invocations with streaming, and the workspace's OAuth side:
+  OIDC discovery and the ``/oidc/v1/token`` client-credentials grant that service principals use);
 * :mod:`fakes.gateway`: the MLflow deployments server / AI gateway (paginated endpoint listing, queries,
   streaming);
 * :mod:`fakes.openai`: an OpenAI-compatible server, with Azure OpenAI's routes (chat, completions,

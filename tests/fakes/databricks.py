@@ -17,29 +17,53 @@ What it does, as Databricks does:
   gets ``{"predictions": [...]}``, each row's sum times the serving entity's model version, so a test can
   tell which version answered;
 * model aliases: ``GET /api/2.1/unity-catalog/models/{name}/aliases/{alias}`` and
-  ``GET /api/2.0/mlflow/registered-models/alias``.
+  ``GET /api/2.0/mlflow/registered-models/alias``;
+* OAuth for service principals (machine-to-machine), as the workspace's OIDC server does it:
+  ``GET /.well-known/databricks-config`` (the workspace's metadata, naming its OIDC root),
+  ``GET /oidc/.well-known/oauth-authorization-server`` (the OIDC discovery document) and
+  ``POST /oidc/v1/token``: a ``client_credentials`` grant whose client id and secret come as HTTP basic
+  auth or as form fields, answered with ``access_token``, ``token_type`` (Bearer), ``expires_in`` and
+  ``scope``; a wrong client is 401 ``invalid_client``. The REST routes accept the personal access token
+  and every issued access token until it expires (``token_lifetime`` seconds after it was issued).
 
 Faults (429 with ``Retry-After``, 503, ...) are queued with :meth:`FakeService.fail`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
+import os
 import re
+import secrets
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from .base import FakeService, Request, Response, now_ms, sse
 
-__all__ = ["FakeDatabricks", "DEFAULT_TOKEN"]
+__all__ = ["FakeDatabricks", "DEFAULT_TOKEN", "CLIENT_ID", "CLIENT_SECRET", "scrub_sdk_environment"]
 
 DEFAULT_TOKEN = "dapi0123456789abcdef0123456789abcdef"
+#: The service principal the fake knows (OAuth machine-to-machine), unless told another.
+CLIENT_ID = "6f1c1a3e-7b2d-4c55-9e0a-1d2b3c4d5e6f"
+#: Of no well-known shape: only deployflow's own registration of the secret can mask it.
+CLIENT_SECRET = "sp-Secret-5Kq9Vx2Lm7Rt4Wz8"
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _API = "/api/2.0/serving-endpoints"
+
+
+def scrub_sdk_environment(monkeypatch: Any) -> None:
+    """Remove every variable databricks-sdk reads (``DATABRICKS_*``, ``ARM_*``, ``GOOGLE_CREDENTIALS``)
+    but ``DATABRICKS_CONFIG_FILE``, so only what a test sets reaches the SDK."""
+    for name in list(os.environ):
+        if (name.startswith(("DATABRICKS_", "ARM_")) and name != "DATABRICKS_CONFIG_FILE") or name == "GOOGLE_CREDENTIALS":
+            monkeypatch.delenv(name, raising=False)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -60,12 +84,29 @@ class _Rollout:
 
 
 class FakeDatabricks(FakeService):
-    """The fake workspace. ``polls_to_ready``: reads of an endpoint before an update finishes."""
+    """The fake workspace. ``polls_to_ready``: reads of an endpoint before an update finishes;
+    ``client_id`` / ``client_secret``: the service principal its token endpoint accepts;
+    ``token_lifetime``: the ``expires_in`` of the access tokens it issues (seconds)."""
 
-    def __init__(self, token: str = DEFAULT_TOKEN, polls_to_ready: int = 2) -> None:
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        polls_to_ready: int = 2,
+        *,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+        token_lifetime: int = 3600,
+    ) -> None:
         super().__init__()
         self.token = token
         self.polls_to_ready = polls_to_ready
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_lifetime = token_lifetime
+        #: The token endpoint the discovery document names (default: this fake's ``/oidc/v1/token``).
+        self.token_url: str | None = None
+        #: Every access token issued, with the monotonic time it expires at, oldest first.
+        self.issued: list[tuple[str, float]] = []
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.rollouts: dict[str, _Rollout] = {}
         self.failing_versions: dict[tuple[str, str], str] = {}
@@ -94,13 +135,28 @@ class FakeDatabricks(FakeService):
             self.endpoints[name].pop("pending_config", None)
             return copy.deepcopy(self.endpoints[name])
 
+    def begin_update(self, name: str, entities: list[dict[str, Any]]) -> None:
+        """Start an update of endpoint ``name`` to serve ``entities``, as ``PUT .../config`` does (it
+        finishes after ``polls_to_ready`` reads of the endpoint)."""
+        with self.lock:
+            self._update_config(name, {"served_entities": entities})
+
+    @property
+    def token_requests(self) -> list[Request]:
+        """The requests made to the token endpoint."""
+        return self.requests_to("POST", "/oidc/v1/token")
+
     # -- routing --------------------------------------------------------------------------------
 
     def route(self, request: Request) -> Response:
+        if request.path in ("/.well-known/databricks-config", "/oidc/.well-known/oauth-authorization-server"):
+            return self._discovery(request)
+        if request.path == "/oidc/v1/token":
+            return self._issue_token(request)
         auth = request.header("Authorization") or ""
         if not auth.startswith("Bearer "):
             return _error(401, "UNAUTHENTICATED", "Credential was not sent or was of an unsupported type for this API.")
-        if auth[len("Bearer "):] != self.token:
+        if not self._accepts(auth[len("Bearer "):]):
             return _error(403, "PERMISSION_DENIED", "Invalid access token.")
         path = request.path.rstrip("/")
         try:
@@ -120,6 +176,54 @@ class FakeDatabricks(FakeService):
         except _BadRequest as exc:
             return _error(400, exc.code, str(exc))
         return _error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} {request.path}'")
+
+    # -- OAuth --------------------------------------------------------------------------------
+
+    def _accepts(self, credential: str) -> bool:
+        if credential == self.token:
+            return True
+        now = time.monotonic()
+        with self.lock:
+            return any(issued == credential and now < expires for issued, expires in self.issued)
+
+    def _discovery(self, request: Request) -> Response:
+        if request.method != "GET":
+            return _error(405, "BAD_REQUEST", "Method not allowed")
+        root = f"http://{request.header('Host')}"
+        if request.path == "/.well-known/databricks-config":
+            return Response.json({"oidc_endpoint": f"{root}/oidc", "workspace_id": "1234567890123456"})
+        return Response.json({
+            "issuer": f"{root}/oidc",
+            "authorization_endpoint": f"{root}/oidc/v1/authorize",
+            "token_endpoint": self.token_url or f"{root}/oidc/v1/token",
+            "jwks_uri": f"{root}/oidc/jwks.json",
+            "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": ["all-apis", "offline_access", "sql"],
+        })
+
+    def _issue_token(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _error(405, "BAD_REQUEST", "Method not allowed")
+        form = {key: values[0] for key, values in parse_qs(request.body.decode("utf-8", "replace")).items()}
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        basic = request.header("Authorization") or ""
+        if basic.startswith("Basic "):
+            try:
+                client_id, _, client_secret = base64.b64decode(basic[len("Basic "):]).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                client_id = client_secret = None
+        if form.get("grant_type") != "client_credentials":
+            return Response.json({"error": "unsupported_grant_type", "error_description": "Only client_credentials is supported here."}, 400)
+        if client_id != self.client_id or client_secret != self.client_secret:
+            return Response.json({"error": "invalid_client", "error_description": "Client authentication failed"}, 401)
+        access_token = "eyJ" + secrets.token_urlsafe(32)
+        with self.lock:
+            lifetime = self.token_lifetime
+            self.issued.append((access_token, time.monotonic() + lifetime))
+        return Response.json({
+            "access_token": access_token, "token_type": "Bearer", "expires_in": lifetime, "scope": form.get("scope") or "all-apis",
+        })
 
     def _endpoint_route(self, request: Request, parts: list[str]) -> Response:
         name = unquote(parts[0])

@@ -18,8 +18,13 @@ Everything MLflow's Databricks client does, under the same names, plus what it c
   ``state.config_update`` so waiting works: an update that failed is FAILED with Databricks' reason;
 * ``predict`` (a whole endpoint, or one served entity) and ``predict_stream`` (server-sent events).
 
-Modules: :mod:`.credentials` (options, environment, ``~/.databrickscfg``), :mod:`.records` (reading endpoint
-records and their states), :mod:`.client` (the client), :mod:`.help` (``run_local``, ``target_help``).
+Credentials: with databricks-sdk installed (``pip install 'deployflow[databricks]'``), its unified
+authentication (personal access tokens, OAuth for service principals, Azure service principals,
+``auth_type``), with requests still sent by deployflow's transport; without it, personal access tokens.
+
+Modules: :mod:`.credentials` (options, environment, ``~/.databrickscfg``; tokens without the SDK),
+:mod:`.sdk_auth` (credentials through databricks-sdk), :mod:`.records` (reading endpoint records and
+their states), :mod:`.client` (the client), :mod:`.help` (``run_local``, ``target_help``).
 """
 
 from __future__ import annotations

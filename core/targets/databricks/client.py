@@ -20,6 +20,7 @@ from ...status import State, Status
 from ...transport import HttpSettings, HttpTransport, encode_json
 from .._sse import stream_json
 from .credentials import BearerToken, DatabricksCredentials, normalise_host, profile_from_uri, resolve_credentials
+from .sdk_auth import connect_with_sdk, sdk_installed
 from .records import (
     DatabricksEndpoint,
     deployment_record,
@@ -33,7 +34,14 @@ from .records import (
     writable,
 )
 
-__all__ = ["DatabricksDeploymentClient", "DEPLOYMENT_CONFIG_KEYS", "OPTIONS", "WAIT_TIMEOUT_ENV", "POLL_INTERVAL_ENV"]
+__all__ = [
+    "DatabricksDeploymentClient",
+    "DEPLOYMENT_CONFIG_KEYS",
+    "OPTIONS",
+    "CREDENTIAL_OPTIONS",
+    "WAIT_TIMEOUT_ENV",
+    "POLL_INTERVAL_ENV",
+]
 
 logger = get_logger(__name__)
 
@@ -42,10 +50,13 @@ _CLIENT_HEADER = {"X-Databricks-Endpoints-API-Client": "deployflow"}
 WAIT_TIMEOUT_ENV = "DEPLOYFLOW_DATABRICKS_WAIT_TIMEOUT"
 POLL_INTERVAL_ENV = "DEPLOYFLOW_DATABRICKS_POLL_INTERVAL"
 
+#: The options that say where the workspace is and how to authenticate.
+CREDENTIAL_OPTIONS = (
+    "host", "token", "client_id", "client_secret", "azure_client_id", "azure_client_secret", "azure_tenant_id",
+    "auth_type", "profile", "config_file",
+)  # fmt: skip
 #: The client's own options (the HTTP settings come on top).
-OPTIONS = frozenset(
-    {"host", "token", "profile", "config_file", "headers", "wait", "wait_timeout", "poll_interval", "max_poll_interval"}
-)
+OPTIONS = frozenset({*CREDENTIAL_OPTIONS, "headers", "wait", "wait_timeout", "poll_interval", "max_poll_interval"})
 #: The config keys of create_deployment / update_deployment, with what they mean.
 DEPLOYMENT_CONFIG_KEYS = {
     "workload_size": "Small, Medium or Large (default Small)",
@@ -65,18 +76,28 @@ class DatabricksDeploymentClient(BaseDeploymentClient):
     """Databricks Model Serving: endpoints, their served entities (deployments), scoring and streaming.
 
     Options (``get_deploy_client("databricks", **options)``): ``host``, ``token``, ``profile``,
-    ``config_file``, ``headers``; waiting: ``wait`` (default true), ``wait_timeout`` (seconds, default
+    ``config_file``, ``headers``; with databricks-sdk installed (the ``databricks`` extra) also
+    ``client_id`` and ``client_secret`` (OAuth for a service principal), ``azure_client_id``,
+    ``azure_client_secret`` and ``azure_tenant_id`` (an Azure service principal) and ``auth_type``
+    (databricks-sdk's name for the way to authenticate: ``pat``, ``oauth-m2m``,
+    ``azure-client-secret``, ...); waiting: ``wait`` (default true), ``wait_timeout`` (seconds, default
     1200), ``poll_interval`` (default 2), ``max_poll_interval`` (default 30); and the HTTP settings of
     :class:`~deployflow.transport.HttpSettings`. See :func:`target_help`.
+
+    With databricks-sdk installed, one ``databricks.sdk.core.Config`` is built on the first request
+    (:mod:`.sdk_auth`) and each request carries the headers it gives at that moment, so OAuth tokens
+    are fetched and refreshed by the SDK while requests keep going through deployflow's transport.
+    Without it, host and personal access token are found as :func:`.resolve_credentials` says, and the
+    options only the SDK can use raise :class:`~deployflow.errors.MissingExtraError` on the first request.
 
     As MLflow's client, it can be built where no credentials are configured (a DAG file, a module
     body): they are looked up on the first request, once, and that request raises
     :class:`~deployflow.errors.AuthenticationError` saying how to configure them when there are none.
-    The URI and the options are checked at once. The token and credential headers are kept masked in
-    :attr:`options`.
+    The URI and the options are checked at once. ``token``, ``client_secret``, ``azure_client_secret``
+    and credential headers are kept masked in :attr:`options`.
     """
 
-    secret_options = frozenset({"token", "headers"})
+    secret_options = frozenset({"token", "client_secret", "azure_client_secret", "headers"})
 
     def __init__(self, target_uri: str, **options: Any) -> None:
         super().__init__(target_uri, **options)
@@ -90,15 +111,21 @@ class DatabricksDeploymentClient(BaseDeploymentClient):
         profile_from_uri(target_uri)  # a malformed URI fails now, whatever the environment holds
         if own.get("host"):
             normalise_host(str(own["host"]), "the option host")
+        for name in ("client_id", "azure_client_id", "azure_tenant_id", "auth_type", "profile"):
+            if own.get(name) is not None and not isinstance(own[name], str):
+                raise InvalidInputError(f"The option {name} must be a string, got {type(own[name]).__name__}")
         self._wait = _as_bool(own.get("wait", True), "wait")
         self._wait_timeout = _seconds(own.get("wait_timeout") or os.environ.get(WAIT_TIMEOUT_ENV) or 1200.0, "wait_timeout")
         self._poll_interval = _seconds(own.get("poll_interval") or os.environ.get(POLL_INTERVAL_ENV) or 2.0, "poll_interval")
         self._max_poll_interval = max(_seconds(own.get("max_poll_interval") or 30.0, "max_poll_interval"), self._poll_interval)
         self._http_settings = HttpSettings.from_options(http_options)
         # Kept as given (secrets still wrapped) until the first request resolves them.
-        self._credential_options = {key: own[key] for key in ("host", "token", "profile", "config_file") if key in own}
+        self._credential_options = {key: own[key] for key in CREDENTIAL_OPTIONS if key in own}
         self._headers = {**_CLIENT_HEADER, **dict(own.get("headers") or {})}
         self._connection: tuple[DatabricksCredentials, HttpTransport] | None = None
+        # A personal access token found before this client was pickled: the copy sends it without
+        # looking again. (The SDK's configuration does not travel; a copy builds its own.)
+        self._shipped: DatabricksCredentials | None = None
         self._closed = False
         self._connect_lock = threading.Lock()
 
@@ -116,17 +143,27 @@ class DatabricksDeploymentClient(BaseDeploymentClient):
             if self._connection is None:
                 if self._closed:
                     raise DeploymentError(f"{self!r} is closed")
-                options = {key: reveal(value) for key, value in self._credential_options.items()}
-                credentials = resolve_credentials(self.target_uri, options)
+                credentials, auth = self._authenticate()
                 transport = HttpTransport(
                     credentials.host,
                     settings=self._http_settings,
                     headers={key: reveal(value) for key, value in self._headers.items()},
-                    auth=BearerToken(credentials.token),
+                    auth=auth,
                     secrets=[credentials.token],
                 )
                 self._connection = (credentials, transport)
             return self._connection
+
+    def _authenticate(self) -> tuple[DatabricksCredentials, Any]:
+        """Where the workspace is and the requests auth for it: through databricks-sdk when it is
+        installed, else deployflow's own lookup of a personal access token."""
+        if self._shipped is not None:
+            return self._shipped, BearerToken(self._shipped.token)
+        options = {key: reveal(value) for key, value in self._credential_options.items()}
+        if sdk_installed():
+            return connect_with_sdk(self.target_uri, options, self._http_settings)
+        credentials = resolve_credentials(self.target_uri, options)
+        return credentials, BearerToken(credentials.token)
 
     @property
     def _transport(self) -> HttpTransport:
@@ -134,7 +171,8 @@ class DatabricksDeploymentClient(BaseDeploymentClient):
 
     @property
     def credentials(self) -> DatabricksCredentials:
-        """The workspace URL and token in use, and where they were found (looked up on first use)."""
+        """The workspace URL, the auth type (and the token, for ``pat``) in use, and where they were
+        found (looked up on first use)."""
         return self._connected()[0]
 
     @property
@@ -150,6 +188,11 @@ class DatabricksDeploymentClient(BaseDeploymentClient):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_connect_lock"]  # locks do not pickle; each copy gets its own
+        # Each copy opens its own connections; the SDK's configuration holds locks and callbacks.
+        connection = state.pop("_connection")
+        state["_connection"] = None
+        if connection is not None and connection[0].auth_type == "pat" and connection[0].token:
+            state["_shipped"] = connection[0]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ...errors import NotSupportedError
 from .client import DEPLOYMENT_CONFIG_KEYS, POLL_INTERVAL_ENV, WAIT_TIMEOUT_ENV
-from .credentials import CONFIG_FILE_ENV, HOST_ENV, PROFILE_ENV, TOKEN_ENV
+from .credentials import AUTH_TYPE_ENV, CONFIG_FILE_ENV, HOST_ENV, PROFILE_ENV, TOKEN_ENV
 
 __all__ = ["run_local", "target_help"]
 
@@ -20,14 +20,29 @@ def target_help() -> str:
     return f"""Target 'databricks': Databricks Model Serving endpoints (the serving-endpoints REST API).
 
 URIs
-  databricks              credentials from options, else {HOST_ENV}/{TOKEN_ENV}, else the profile
+  databricks              credentials from options, else the environment, else the profile
                           {PROFILE_ENV} (default DEFAULT) of ~/.databrickscfg
-  databricks://PROFILE    the profile PROFILE of ~/.databrickscfg (host and token)
+  databricks://PROFILE    the profile PROFILE of ~/.databrickscfg
 
 Credentials
-  Options host= and token= win; host and token otherwise come together from one place. The config file
-  is ~/.databrickscfg unless {CONFIG_FILE_ENV} or the option config_file names another. Personal access
-  tokens only. Tokens never appear in messages or logs.
+  Options host= and token= win; host and token otherwise come together from one place: {HOST_ENV} and
+  {TOKEN_ENV}, or a profile. The config file is ~/.databrickscfg unless {CONFIG_FILE_ENV} or the option
+  config_file names another. The option profile names a profile as databricks://PROFILE does.
+  With databricks-sdk installed (pip install 'deployflow[databricks]'), databricks-sdk's unified
+  authentication reads the options, the environment and the profile, so every way it offers works
+  (each with host= or {HOST_ENV}):
+    personal access token     token=  ({TOKEN_ENV})
+    OAuth, service principal  client_id=, client_secret=  (DATABRICKS_CLIENT_ID, DATABRICKS_CLIENT_SECRET)
+    Azure service principal   azure_client_id=, azure_client_secret=, azure_tenant_id=
+                              (ARM_CLIENT_ID, ARM_CLIENT_SECRET, ARM_TENANT_ID)
+    another way               auth_type= as databricks-sdk names it ({AUTH_TYPE_ENV}, or auth_type in
+                              the profile); a name the SDK does not offer is refused with its list
+  The SDK fetches OAuth tokens from the workspace and refreshes them; requests still go through
+  deployflow's HTTP client. A profile named by the URI or the option profile supplies the host and
+  credentials with the options only: a host or credential variable in the environment beside it is
+  refused. Without databricks-sdk, personal access tokens only: client_id, client_secret, azure_*
+  and an auth_type other than pat raise MissingExtraError.
+  Secrets (token, client_secret, azure_client_secret) never appear in messages or logs.
   They are looked up on the first request, once: a client can be made where none are configured yet,
   and its first request then says how to configure them.
 
@@ -60,7 +75,8 @@ Scoring
   predict_stream(endpoint=E, inputs={{"messages": [...]}})  yields chunks (server-sent events)
 
 Options (get_deploy_client(uri, **options))
-  host, token, profile, config_file, headers (extra HTTP headers)
+  host, token, client_id, client_secret, azure_client_id, azure_client_secret, azure_tenant_id,
+  auth_type, profile, config_file, headers (extra HTTP headers)
   wait (default true), wait_timeout (seconds, default 1200, env {WAIT_TIMEOUT_ENV}),
   poll_interval (seconds, default 2, env {POLL_INTERVAL_ENV}), max_poll_interval (default 30)
   timeout, predict_timeout, total_timeout, predict_total_timeout, connect_timeout, max_retries,

@@ -9,7 +9,23 @@ The connection holds:
   ``token_option`` (default ``auth_token``, which the ``local`` and ``serving`` targets accept).
 * **Extra** (JSON): every other key is a client option, as in ``get_deploy_client(uri, **options)``:
   ``{"timeout": 30}``; except ``test_endpoint``, the endpoint the UI's *Test* button checks (see
-  :meth:`DeploymentHook.test_connection`), which is not passed to the client.
+  :meth:`DeploymentHook.test_connection`), and ``service_principal_oauth`` (below), which are not
+  passed to the client.
+
+Databricks service principals, as connections of Airflow's Databricks provider hold them (the
+``databricks`` target needs databricks-sdk for these: ``pip install 'deployflow[databricks]'``):
+
+* **OAuth for a Databricks service principal**: the extra key ``service_principal_oauth: true`` makes
+  the *login* the client option ``client_id`` and the *password* the option ``client_secret``;
+* **Azure service principal**: a connection with a *login* and the extra key ``azure_tenant_id`` (and
+  no ``service_principal_oauth``) is an Azure service principal's: the login becomes the option
+  ``azure_client_id`` and the password ``azure_client_secret``;
+* or, as the connection form offers them, the extra keys ``client_id`` and ``client_secret`` (a
+  password field), ``azure_client_id``, ``azure_client_secret``, ``azure_tenant_id`` and ``auth_type``,
+  which are client options like any other.
+
+The workspace URL is the extra key ``host``; a personal access token is the password with
+``token_option: token``. A client secret given both ways (login/password and extra key) is refused.
 
 Retries: the hook builds its client for pipeline steps (operators, sensors, triggers and
 ``test_connection`` all use :meth:`DeploymentHook.get_conn`), so the client always has the transport's
@@ -26,9 +42,14 @@ For example, in the environment::
     AIRFLOW_CONN_DEPLOYFLOW_DEFAULT='{"conn_type": "deployflow", "host": "local"}'
     AIRFLOW_CONN_SERVING='{"conn_type": "deployflow", "host": "serving+https://models.internal",
                            "password": "<token>", "extra": {"timeout": 30}}'
+    AIRFLOW_CONN_DATABRICKS_SP='{"conn_type": "deployflow", "host": "databricks",
+                                 "login": "<client id>", "password": "<client secret>",
+                                 "extra": {"host": "https://adb-1234.5.azuredatabricks.net",
+                                           "service_principal_oauth": true}}'
 
-The token goes to the client as a keyword option, never through ``os.environ``; it is registered with
-deployflow's redaction (so no deployflow message or log line shows it) and with Airflow's secret masker.
+The token and the client secrets go to the client as keyword options, never through ``os.environ``;
+they are registered with deployflow's redaction (so no deployflow message or log line shows them) and
+with Airflow's secret masker.
 """
 
 from __future__ import annotations
@@ -59,7 +80,9 @@ __all__ = ["DeploymentHook", "client_arguments"]
 DEFAULT_TOKEN_OPTION = "auth_token"
 
 _EXTRA_PREFIX = "extra__deployflow__"
-_RESERVED = frozenset({"target_uri", "token_option", "test_endpoint"})
+_RESERVED = frozenset({"target_uri", "token_option", "test_endpoint", "service_principal_oauth"})
+#: Extra keys whose values are credentials: masked in task logs like the password.
+SECRET_EXTRA_KEYS = ("client_secret", "azure_client_secret", "token", "auth_token", "api_key", "password")
 
 
 def _plain_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,11 +97,17 @@ def _plain_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def client_arguments(
-    conn_id: str, host: str | None, password: str | None, extra: Mapping[str, Any]
+    conn_id: str, host: str | None, password: str | None, extra: Mapping[str, Any], login: str | None = None
 ) -> tuple[str, dict[str, Any]]:
     """The ``(target_uri, options)`` a connection stands for (no I/O, no side effects).
 
-    Raises :class:`deployflow.InvalidInputError` when the connection names no target.
+    The password becomes the option ``token_option`` names (default ``auth_token``), or, for a
+    Databricks service principal, ``client_secret`` (extra ``service_principal_oauth: true``, the login
+    being ``client_id``) or ``azure_client_secret`` (extra ``azure_tenant_id`` and a login, the login
+    being ``azure_client_id``). Otherwise the login is not used.
+
+    Raises :class:`deployflow.InvalidInputError` when the connection names no target, or gives one
+    option twice (in the login or password and in the extra).
     """
     plain = _plain_extra(extra)
     target_uri = str(plain.get("target_uri") or host or "").strip()
@@ -88,15 +117,42 @@ def client_arguments(
             "or 'serving+https://host', or the extra key 'target_uri'"
         )
     options = {key: value for key, value in plain.items() if key not in _RESERVED}
-    if password:
-        token_option = str(plain.get("token_option") or DEFAULT_TOKEN_OPTION)
-        if token_option in options:
+    oauth = _flag(plain.get("service_principal_oauth", False), conn_id)
+    principal = oauth or bool(login and plain.get("azure_tenant_id"))
+    if principal:
+        if plain.get("token_option"):
             raise InvalidInputError(
-                f"Connection {conn_id!r} holds a token and also sets option {token_option!r} in its extra; "
+                f"Connection {conn_id!r} is a service principal's (its login and password are the client id "
+                "and secret), so its extra must not set token_option"
+            )
+        id_option, secret_option = ("client_id", "client_secret") if oauth else ("azure_client_id", "azure_client_secret")
+        given = {id_option: login, secret_option: password}
+    else:
+        given = {str(plain.get("token_option") or DEFAULT_TOKEN_OPTION): password}
+    for option, value in given.items():
+        if not value:
+            continue
+        if option in options:
+            if principal:
+                raise InvalidInputError(
+                    f"Connection {conn_id!r} gives {option} in its login or password and again in its extra; "
+                    "keep it in one place"
+                )
+            raise InvalidInputError(
+                f"Connection {conn_id!r} holds a token and also sets option {option!r} in its extra; "
                 "keep the token in the password field only"
             )
-        options[token_option] = password
+        options[option] = value
     return target_uri, options
+
+
+def _flag(value: Any, conn_id: str) -> bool:
+    """The extra's ``service_principal_oauth``: a JSON boolean, or the words true/false."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no", ""):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise InvalidInputError(f"Connection {conn_id!r}: service_principal_oauth must be true or false, got {value!r}")
 
 
 class DeploymentHook(BaseHook):
@@ -133,8 +189,10 @@ class DeploymentHook(BaseHook):
         """The client for this hook's connection (built on first call)."""
         if self._client is None:
             conn = self.get_connection(self.deployflow_conn_id)
-            _mask(conn.password)
-            self._client = self._build(conn, conn.extra_dejson)
+            extra = conn.extra_dejson
+            for secret in (conn.password, *_secret_extras(extra)):
+                _mask(secret)
+            self._client = self._build(conn, extra)
         return self._client
 
     async def aget_conn(self) -> BaseDeploymentClient:
@@ -145,15 +203,18 @@ class DeploymentHook(BaseHook):
                 conn = await self.aget_connection(self.deployflow_conn_id)
             else:  # pragma: no cover - task SDKs without the async connection lookup
                 conn = await asyncio.to_thread(self.get_connection, self.deployflow_conn_id)
-            await _amask(conn.password)
             extra = await _aextra(conn)
+            for secret in (conn.password, *_secret_extras(extra)):
+                await _amask(secret)
             self._client = await asyncio.to_thread(self._build, conn, extra)
         return self._client
 
     def _build(self, conn: Connection, extra: Mapping[str, Any]) -> BaseDeploymentClient:
-        if conn.password:
-            register_secret(conn.password)
-        target_uri, options = client_arguments(self.deployflow_conn_id, conn.host, conn.password, extra)
+        for secret in (conn.password, *_secret_extras(extra)):
+            register_secret(secret)
+        target_uri, options = client_arguments(
+            self.deployflow_conn_id, conn.host, conn.password, extra, login=getattr(conn, "login", None)
+        )
         self.log.info(
             "deployflow target %s from connection %r (options: %s)",
             redact(target_uri),
@@ -231,6 +292,12 @@ def _test_listing(client: BaseDeploymentClient) -> tuple[bool, str]:
     except NotImplementedError:  # NotSupportedError too: this target has no endpoints
         pass
     return True, f"Connected: the target lists {len(client.list_deployments())} deployment(s)"
+
+
+def _secret_extras(extra: Mapping[str, Any]) -> list[str]:
+    """The values of the extra's credential keys (:data:`SECRET_EXTRA_KEYS`), form prefixes removed."""
+    plain = _plain_extra(extra)
+    return [str(plain[key]) for key in SECRET_EXTRA_KEYS if isinstance(plain.get(key), str) and plain[key]]
 
 
 def _mask(secret: str | None) -> None:
