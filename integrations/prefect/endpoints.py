@@ -8,6 +8,8 @@ from typing import Any, Literal
 from prefect import task
 
 from deployflow import ConflictError, DeploymentError, NotFoundError, ensure_endpoint
+from deployflow.orchestration import step_config, step_deadline
+from deployflow.waiting import check_wait_arguments
 
 from ._runtime import (
     TargetLike,
@@ -20,7 +22,7 @@ from ._runtime import (
 )
 from .artifacts import link_artifact
 from .retries import step_options
-from .waiting import DEFAULT_TIMEOUT, report_failure, wait_ready
+from .waiting import DEFAULT_TIMEOUT, report_failure, time_left, wait_ready
 
 __all__ = ["create_endpoint", "update_endpoint", "delete_endpoint"]
 
@@ -45,6 +47,10 @@ def create_endpoint(
     shows matches the requested one (``"adopt"``), changed with ``update_endpoint`` (``"update"``), or
     refused (``"fail"``); a mismatch under ``"adopt"`` fails with :class:`deployflow.ConflictError`.
 
+    An endpoint that exists with this config but FAILED is rolled forward (``"updated"``), not adopted.
+    ``timeout`` is one deadline in seconds for the whole step (the create, the target's start of the
+    endpoint, the wait); ``wait=False`` returns once the target has recorded the endpoint and started it.
+
     Returns ``{"name", "action", "state", "url", "target"}``.
 
     Example::
@@ -59,13 +65,15 @@ def create_endpoint(
 
         expose()
     """
-    deadline = time.monotonic() + float(timeout)
+    started = time.monotonic()
+    check_wait_arguments(timeout=timeout, poll_interval=poll_interval)  # before anything is created
     label = target_label(target)
     logger = run_logger()
-    with open_client(target) as client:
+    with step_deadline(timeout), open_client(target) as client:
         try:
             ensured = ensure_endpoint(
-                client, name, config=reveal(config) if config is not None else None, if_exists=if_exists
+                client, name, config=reveal(config) if config is not None else None, if_exists=if_exists,
+                wait=wait,
             )
         except DeploymentError as error:
             report_failure("endpoint", name, error, label, unless=(ConflictError,))
@@ -74,7 +82,7 @@ def create_endpoint(
         logger.info("Endpoint %r %s on %s", name, action, label)
         result = _result(name, action, ensured.record, label)
         if wait:
-            result.update(wait_ready(client, "endpoint", name, target=label, timeout=deadline - time.monotonic(),
+            result.update(wait_ready(client, "endpoint", name, target=label, timeout=time_left(timeout, started),
                                      poll_interval=poll_interval))
             result["action"] = action
         else:
@@ -107,7 +115,8 @@ def update_endpoint(
 ) -> dict[str, Any]:
     """Change endpoint ``name``'s configuration (for example its traffic split), then (by default) wait.
 
-    Returns ``{"name", "action": "updated", "state", "url", "target"}``.
+    ``timeout`` and ``wait`` as for :func:`create_endpoint`. Returns ``{"name", "action": "updated",
+    "state", "url", "target"}``.
 
     Example::
 
@@ -120,12 +129,14 @@ def update_endpoint(
 
         promote()
     """
-    deadline = time.monotonic() + float(timeout)
+    started = time.monotonic()
+    check_wait_arguments(timeout=timeout, poll_interval=poll_interval)  # before anything is changed
     label = target_label(target)
     logger = run_logger()
-    with open_client(target) as client:
+    call_config = step_config(reveal(config) if config is not None else None, wait=wait)
+    with step_deadline(timeout), open_client(target) as client:
         try:
-            record = client.update_endpoint(name, config=reveal(config) if config is not None else None)
+            record = client.update_endpoint(name, config=call_config)
         except DeploymentError as error:
             report_failure("endpoint", name, error, label, unless=(ConflictError, NotFoundError))
             raise
@@ -134,7 +145,7 @@ def update_endpoint(
         logger.info("Endpoint %r updated on %s", name, label)
         result = _result(name, "updated", record, label)
         if wait:
-            result.update(wait_ready(client, "endpoint", name, target=label, timeout=deadline - time.monotonic(),
+            result.update(wait_ready(client, "endpoint", name, target=label, timeout=time_left(timeout, started),
                                      poll_interval=poll_interval))
             result["action"] = "updated"
     return safe(result)

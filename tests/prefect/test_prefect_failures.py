@@ -19,9 +19,9 @@ SANITY = 90.0
 
 
 @flow
-def deploy_and_wait(target: str, name: str, model_uri: str, config: dict | None = None):
+def deploy_and_wait(target: str, name: str, model_uri: str, config: dict | None = None, wait: bool = False):
     created = create_deployment.with_options(retry_delay_seconds=0)(
-        target, name, model_uri, config=config, wait=False, timeout=TIMEOUT
+        target, name, model_uri, config=config, wait=wait, timeout=TIMEOUT
     )
     ready = wait_for_deployment_ready(target, name, timeout=TIMEOUT, poll_interval=0.2)
     return created, ready
@@ -32,7 +32,8 @@ def test_a_model_that_cannot_load_fails_create_at_once_with_the_reason(target_ur
     cleanup(name)
     started = time.monotonic()
 
-    state = deploy_and_wait(target_uri, name, model_ref("model", BROKEN_MODEL), return_state=True)
+    # Waiting in the create step: the step itself fails with the model's error (not retried).
+    state = deploy_and_wait(target_uri, name, model_ref("model", BROKEN_MODEL), wait=True, return_state=True)
 
     assert time.monotonic() - started < SANITY
     with pytest.raises(InvalidInputError, match="churn-v3.bin is corrupt"):

@@ -19,7 +19,9 @@ from prefect import flow
 from deployflow import DeploymentFailedError, InvalidInputError, WaitTimeoutError, get_deploy_client
 from deployflow.integrations.prefect import (
     create_deployment,
+    create_endpoint,
     update_deployment,
+    update_endpoint,
     wait_for_deployment_ready,
 )
 from prefect_support import BROKEN_MODEL, HERE, model_ref, task_runs_of
@@ -158,3 +160,41 @@ def test_a_poll_interval_that_is_not_seconds_fails_at_once(target_uri):
         create_only()
     with get_deploy_client(target_uri) as client:
         assert "never-polled" not in _names(client)  # refused before the create, not after it
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("timeout", [float("nan"), "soon"])
+def test_endpoint_tasks_refuse_wait_arguments_that_are_not_seconds(target_uri, timeout):
+    @flow
+    def create_only():
+        return create_endpoint(target_uri, "never-routed", {"routes": [{"deployment": "x", "traffic": 100}]}, timeout=timeout)
+
+    @flow
+    def update_only():
+        return update_endpoint(target_uri, "never-routed", {"routes": [{"deployment": "x", "traffic": 100}]}, timeout=timeout)
+
+    for step in (create_only, update_only):
+        with pytest.raises(InvalidInputError, match="^timeout must be"):
+            step()
+    with get_deploy_client(target_uri) as client:
+        assert "never-routed" not in [endpoint["name"] for endpoint in client.list_endpoints()]
+
+
+def test_endpoint_steps_do_not_wait_when_told_not_to(target_uri, cleanup):
+    cleanup("lazy-route-a")
+    with get_deploy_client(target_uri) as client:
+        client.create_deployment("lazy-route-a", model_ref("add_one"))
+
+    @flow
+    def route():
+        created = create_endpoint(target_uri, "lazy-route", {"routes": [{"deployment": "lazy-route-a", "traffic": 100}]}, wait=False)
+        updated = update_endpoint(target_uri, "lazy-route", {"routes": [{"deployment": "lazy-route-a", "traffic": 100}]}, wait=False)
+        return created, updated
+
+    try:
+        created, updated = route()
+        assert created["action"] == "created" and "seconds" not in created
+        assert updated["action"] == "updated" and "seconds" not in updated
+    finally:
+        with get_deploy_client(target_uri) as client:
+            client.delete_endpoint("lazy-route")
