@@ -233,3 +233,29 @@ def test_operator_arguments_are_checked_when_the_dag_is_built():
     with pytest.raises(ValueError, match="timeout"):
         create("x", support.ADD_ONE, timeout=-1)
     assert create("x", support.ADD_ONE, timeout=datetime.timedelta(minutes=2)).timeout == 120.0
+
+
+def test_the_tasks_timeout_bounds_the_whole_create_server_start_included(client, deployments):
+    deployments.append("ops-hurried")
+    operator = create("ops-hurried", support.SLOW, timeout=2)  # no config wait=false: the target would wait
+    started = time.monotonic()
+    with pytest.raises(AirflowFailException):
+        operator.execute({})
+    assert time.monotonic() - started < 15  # the model takes 60 s to load; startup_timeout is 30 s
+
+
+@pytest.mark.parametrize("mode", ["no-wait", "deferrable"])
+def test_a_task_that_does_not_wait_in_its_worker_returns_while_the_server_starts(client, deployments, mode):
+    name = f"ops-lazy-{mode}"
+    deployments.append(name)
+    kwargs = {"wait_for_completion": False} if mode == "no-wait" else {"deferrable": True, "timeout": 120}
+    operator = create(name, support.SLOW, **kwargs)
+    started = time.monotonic()
+    if mode == "no-wait":
+        result = operator.execute({})
+        assert result["state"] == "PENDING"
+    else:
+        with pytest.raises(TaskDeferred):
+            operator.execute({})
+    assert time.monotonic() - started < 10  # not the 60 s the model takes to load
+    assert client.deployment_status(name).state.value == "PENDING"

@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from deployflow import BaseDeploymentClient, DeploymentError, DeploymentFailedError, State, Status
+from deployflow.orchestration import step_deadline
 
 from .._common import (
     DEFAULT_CONN_ID,
@@ -80,8 +81,10 @@ class ReadinessWaitingOperator(DeployflowOperator):
 
     :param wait_for_completion: wait until READY before the task succeeds (default ``True``; templated,
         a rendered ``"true"``/``"false"`` is read as a flag).
-    :param timeout: seconds to wait, counted from when the wait starts (default 900; templated). The
-        same single deadline applies whether the task waits in its worker or deferred in the triggerer.
+    :param timeout: seconds the whole task may take, counted from when it starts: the change (the
+        target's own start-up of the deployment included) and the wait for READY (default 900;
+        templated). The same single deadline applies whether the task waits in its worker or deferred
+        in the triggerer.
     :param poll_interval: seconds before the second status check; later checks back off up to
         ``max_poll_interval`` (templated; 0 means 1 s).
     :param max_poll_interval: the longest pause between two status checks (templated; never shorter
@@ -95,6 +98,11 @@ class ReadinessWaitingOperator(DeployflowOperator):
     when the DAG is parsed; a templated one when the task runs, by the same rule, failing the task
     without a retry (:class:`~deployflow.integrations.airflow._common.InvalidArgumentError`, a
     ``ValueError``).
+
+    Only a task that waits in its worker lets the target wait inside the create or update call (on
+    ``local``, for the server to load the model); with ``wait_for_completion=False`` or deferrable,
+    the target is asked not to wait (config ``wait: false``), so the task returns, or defers, as soon
+    as the change is recorded and started.
 
     Outcomes are the same in both modes: READY succeeds; FAILED or still missing fails at once
     (``AirflowFailException``, with the target's reason, no retry); running out of time fails too:
@@ -128,6 +136,22 @@ class ReadinessWaitingOperator(DeployflowOperator):
         self.not_found_grace = not_found_grace
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
 
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """The task's one deadline: every call in the block, and the wait after the change, ends by
+        ``timeout`` seconds from now (after :meth:`check_arguments`)."""
+        self._deadline = deadline_after(self.timeout)
+        try:
+            with step_deadline(seconds_left(self._deadline)):
+                yield
+        finally:
+            self._deadline = None
+
+    def target_waits(self) -> bool:
+        """Whether the target itself should wait in the create/update call: only when this task
+        waits in its worker."""
+        return bool(self.wait_for_completion) and not self.deferrable
+
     def _polling(self) -> tuple[float, float]:
         """``(poll_interval, max_poll_interval)`` as the wait uses them (after :meth:`check_arguments`)."""
         first = self.poll_interval or 1.0
@@ -152,8 +176,8 @@ class ReadinessWaitingOperator(DeployflowOperator):
         """Return ``result`` with the READY state once ready, or defer (raises ``TaskDeferred``)."""
         if not self.wait_for_completion:
             return result
-        deadline = deadline_after(self.timeout)
-        not_found_deadline = deadline_after(min(self.not_found_grace, self.timeout))
+        deadline = getattr(self, "_deadline", None) or deadline_after(self.timeout)
+        not_found_deadline = min(deadline, deadline_after(self.not_found_grace))
         if self.deferrable:
             # One look first: a target whose create already waited is READY, and deferring would only
             # cost a round trip through the triggerer.

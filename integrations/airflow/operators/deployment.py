@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from airflow.sdk.exceptions import AirflowFailException
 
 from deployflow import BaseDeploymentClient, ensure_deployment
+from deployflow.orchestration import step_config
 
 from .._common import given, if_exists_choice, small_record, translate_errors
 from ._base import WAITING_TEMPLATE_FIELDS, DeployflowOperator, ReadinessWaitingOperator
@@ -96,7 +97,7 @@ class CreateDeploymentOperator(_DeploymentOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self.check_arguments(rendered=True)
-        with self.client() as client:
+        with self.step(), self.client() as client:
             with translate_errors(f"Creating deployment {self.deployment_name!r}"):
                 record, action = self._create_or_take_over(client)
             self.log.info("Deployment %r: %s", self.deployment_name, action)
@@ -111,6 +112,7 @@ class CreateDeploymentOperator(_DeploymentOperator):
             config=self.config,
             endpoint=self.endpoint,
             if_exists=self.if_exists,
+            wait=self.target_waits(),
         )
         return result.record, result.action
 
@@ -162,11 +164,12 @@ class UpdateDeploymentOperator(_DeploymentOperator):
             raise AirflowFailException(
                 f"Updating deployment {self.deployment_name!r}: give model_uri, flavor or config to change"
             )
-        with self.client() as client:
+        config = step_config(self.config, wait=self.target_waits())
+        with self.step(), self.client() as client:
             with translate_errors(f"Updating deployment {self.deployment_name!r}"):
                 record = client.update_deployment(
                     self.deployment_name,
-                    **given(model_uri=self.model_uri, flavor=self.flavor, config=self.config, endpoint=self.endpoint),
+                    **given(model_uri=self.model_uri, flavor=self.flavor, config=config, endpoint=self.endpoint),
                 )
                 record = record or client.get_deployment(self.deployment_name)
             return self._wait_until_ready(client, self._result("updated", record))

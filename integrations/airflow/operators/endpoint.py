@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from deployflow import BaseDeploymentClient, ensure_endpoint
+from deployflow.orchestration import step_config
 
 from .._common import given, if_exists_choice, small_record, translate_errors
 from ._base import WAITING_TEMPLATE_FIELDS, DeployflowOperator, ReadinessWaitingOperator
@@ -56,14 +57,16 @@ class CreateEndpointOperator(_EndpointOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self.check_arguments(rendered=True)
-        with self.client() as client:
+        with self.step(), self.client() as client:
             with translate_errors(f"Creating endpoint {self.endpoint!r}"):
                 record, action = self._create_or_take_over(client)
             self.log.info("Endpoint %r: %s", self.endpoint, action)
             return self._wait_until_ready(client, self._result(action, record))
 
     def _create_or_take_over(self, client: BaseDeploymentClient) -> tuple[Any, str]:
-        result = ensure_endpoint(client, self.endpoint, config=self.config, if_exists=self.if_exists)
+        result = ensure_endpoint(
+            client, self.endpoint, config=self.config, if_exists=self.if_exists, wait=self.target_waits()
+        )
         return result.record, result.action
 
 
@@ -87,9 +90,10 @@ class UpdateEndpointOperator(_EndpointOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self.check_arguments(rendered=True)
-        with self.client() as client:
+        config = step_config(self.config, wait=self.target_waits())
+        with self.step(), self.client() as client:
             with translate_errors(f"Updating endpoint {self.endpoint!r}"):
-                record = client.update_endpoint(self.endpoint, **given(config=self.config))
+                record = client.update_endpoint(self.endpoint, **given(config=config))
                 record = record if isinstance(record, Mapping) else client.get_endpoint(self.endpoint)
             return self._wait_until_ready(client, self._result("updated", record))
 
