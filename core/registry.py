@@ -54,6 +54,7 @@ BUILTIN_TARGETS: dict[str, tuple[str, str | None]] = {
     "http": ("deployflow.targets.gateway", None),
     "https": ("deployflow.targets.gateway", None),
     "openai": ("deployflow.targets.openai", None),
+    "sagemaker": ("deployflow.targets.sagemaker", "sagemaker"),
 }
 
 

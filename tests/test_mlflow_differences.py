@@ -42,6 +42,7 @@ ROWS = {
     "a completion or query POST that got 500 or 502, or whose connection dropped after sending": "test_a_failed_completion_is_not_sent_again",
     "Databricks `create_endpoint` / `update_endpoint`": "test_databricks_create_endpoint_waits_unless_told_not_to",
     "Databricks `create_deployment`": "test_databricks_create_deployment_serves_a_model_version",
+    "SageMaker config keys": "test_sagemaker_config_keys_are_checked_and_read_as_words",
     "status and waiting": "test_every_client_has_status_and_waiting",
 }
 
@@ -126,6 +127,15 @@ def test_databricks_create_deployment_serves_a_model_version():
     with FakeDatabricks() as fake, get_deploy_client("databricks", host=fake.url, token=DEFAULT_TOKEN, **fast) as client:
         deployment = client.create_deployment("churn", "models:/main.default.churn/3")
         assert deployment["state"] == "READY" and deployment["endpoint"] == "churn"
+
+
+def test_sagemaker_config_keys_are_checked_and_read_as_words():
+    from deployflow import InvalidInputError
+    from deployflow.targets.sagemaker.config import deployment_settings
+
+    with pytest.raises(InvalidInputError, match="Known keys: archive"):
+        deployment_settings({"bucket_name": "models"}, operation="create")  # MLflow's docs' own key
+    assert deployment_settings({"synchronous": "true", "archive": "yes"}, operation="create").archive is True
 
 
 def test_every_client_has_status_and_waiting():
