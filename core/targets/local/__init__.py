@@ -69,9 +69,10 @@ Unknown options are an error.
 
 Deployment config keys (create_deployment / update_deployment; "-C key=value" text is converted):
 {_keys_help(DEPLOYMENT_KEYS)}
-  update_deployment keeps the keys it is not given, always waits, and switches without downtime: the
-  new server starts beside the old one, then the state and every endpoint move to it, then the old one
-  stops after finishing its requests (with a fixed port equal to the current one there is a gap).
+  update_deployment keeps the keys it is not given and switches without downtime: the new server
+  starts beside the old one, then the state and every endpoint move to it, then the old one stops
+  after finishing its requests (with a fixed port equal to the current one there is a gap). It waits
+  for the switch unless given wait=false, which returns once the new server is starting.
   delete_deployment takes only stop_timeout; it refuses (conflict) while an endpoint sends traffic to
   the deployment.
 
@@ -79,7 +80,7 @@ Endpoint config keys (create_endpoint; update_endpoint changes only routes and w
 {_keys_help(ENDPOINT_KEYS)}
   create_deployment(..., endpoint=E) adds a 0% route to an existing endpoint E (shift traffic with
   update_endpoint), or creates E routing 100% to the new deployment. Deleting an endpoint stops its
-  router; its deployments keep running. An endpoint is READY when its router answers and every
+  router; its deployments keep running. update_endpoint starts a router that had stopped again. An endpoint is READY when its router answers and every
   deployment it sends traffic to is READY.
 
 predict(name | endpoint=E, inputs): inputs as deployflow.payloads.encode_request takes them (DataFrame,
@@ -87,6 +88,7 @@ array, list, or a dict in protocol form). To pass model params use the protocol 
     {{"inputs": [[1, 2]], "params": {{"k": 3}}}}
 
 States: PENDING (starting or being updated), READY (serving), FAILED (the process exited or was
-killed; the reason names the pid and the log file). run_local(name, model_uri) serves in the
+killed; the reason names the pid and the log file; or its last update failed, while the previous
+server keeps serving, until an update succeeds). run_local(name, model_uri) serves in the
 foreground without recording anything.
 """
