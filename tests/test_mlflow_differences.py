@@ -43,6 +43,7 @@ ROWS = {
     "Databricks `create_endpoint` / `update_endpoint`": "test_databricks_create_endpoint_waits_unless_told_not_to",
     "Databricks `create_deployment`": "test_databricks_create_deployment_serves_a_model_version",
     "SageMaker config keys": "test_sagemaker_config_keys_are_checked_and_read_as_words",
+    "NaN and infinities in a request body": "test_requests_write_nan_as_null_and_answers_are_read_with_tokens",
     "status and waiting": "test_every_client_has_status_and_waiting",
 }
 
@@ -136,6 +137,21 @@ def test_sagemaker_config_keys_are_checked_and_read_as_words():
     with pytest.raises(InvalidInputError, match="Known keys: archive"):
         deployment_settings({"bucket_name": "models"}, operation="create")  # MLflow's docs' own key
     assert deployment_settings({"synchronous": "true", "archive": "yes"}, operation="create").archive is True
+
+
+def test_requests_write_nan_as_null_and_answers_are_read_with_tokens():
+    import math
+
+    import pandas as pd
+
+    from deployflow import PredictionsResponse
+    from deployflow.payloads import encode_request
+
+    body, _ = encode_request(pd.DataFrame({"a": [1.0, float("nan"), float("inf")]}))
+    assert b"null" in body and b"NaN" not in body and b"Infinity" not in body
+    answer = PredictionsResponse.from_json('{"predictions": [NaN, Infinity, -Infinity, 1.5]}')
+    assert math.isnan(answer["predictions"][0]) and answer["predictions"][1:] == [math.inf, -math.inf, 1.5]
+    assert answer.to_json() == '{"predictions": [NaN, Infinity, -Infinity, 1.5]}'
 
 
 def test_every_client_has_status_and_waiting():
