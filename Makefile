@@ -56,4 +56,4 @@ bench: install-demo
 	$(PY) benchmarks/bench_batch.py --no-memory
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache demo-output
+	rm -rf $(VENV) .venv-peers build *.egg-info .pytest_cache demo-output

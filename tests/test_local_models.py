@@ -472,9 +472,10 @@ def takes_the_array_path(loaded: LoadedModel) -> bool:
     return loaded.predict_function != loaded.raw.predict  # bound methods compare by function and object
 
 
-def test_sklearn_models_with_feature_names_are_scored_by_sklearn_itself(tmp_path):
-    """A model fitted on a DataFrame gets the frame as it is: its column names (and, in a pipeline,
-    its dtypes) are part of the computation, as a ColumnTransformer that selects by name shows."""
+def test_sklearn_models_with_feature_names_take_the_array_only_when_sklearn_would_build_it(tmp_path):
+    """A plain estimator fitted on a DataFrame takes the array shortcut for frames whose columns are its
+    feature names in order (sklearn itself would build that array; another order is still refused); a
+    pipeline that selects columns by name gets the frame as it is, nullable dtypes included."""
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -482,7 +483,7 @@ def test_sklearn_models_with_feature_names_are_scored_by_sklearn_itself(tmp_path
 
     named = support.fitted_logistic_regression(n_features=4)
     loaded = load_model(str(support.write_pickle(named, tmp_path / "named.pkl")))
-    assert not takes_the_array_path(loaded)
+    assert takes_the_array_path(loaded)
     frame = pd.DataFrame(np.random.default_rng(1).normal(size=(30, 4)), columns=[f"f{i}" for i in range(4)])
     np.testing.assert_array_equal(loaded.predict(frame), named.predict(frame))
     with pytest.raises(ValueError, match="feature names"):

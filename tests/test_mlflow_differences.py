@@ -44,6 +44,8 @@ ROWS = {
     "Databricks `create_deployment`": "test_databricks_create_deployment_serves_a_model_version",
     "SageMaker config keys": "test_sagemaker_config_keys_are_checked_and_read_as_words",
     "NaN and infinities in a request body": "test_requests_write_nan_as_null_and_answers_are_read_with_tokens",
+    "a request to an MLflow model with a signature: a fraction in a `long` column, an `integer` out of range, a missing boolean": "test_values_mlflow_converts_silently_are_refused",
+    "serving an MLflow model saved as pickle, cloudpickle or skops": "test_mlflow_model_directories_load_without_mlflow_or_its_switch",
     "status and waiting": "test_every_client_has_status_and_waiting",
 }
 
@@ -152,6 +154,44 @@ def test_requests_write_nan_as_null_and_answers_are_read_with_tokens():
     answer = PredictionsResponse.from_json('{"predictions": [NaN, Infinity, -Infinity, 1.5]}')
     assert math.isnan(answer["predictions"][0]) and answer["predictions"][1:] == [math.inf, -math.inf, 1.5]
     assert answer.to_json() == '{"predictions": [NaN, Infinity, -Infinity, 1.5]}'
+
+
+def test_values_mlflow_converts_silently_are_refused():
+    import json as _json
+
+    from deployflow.payloads import decode_request
+    from deployflow.targets.local.enforcement import InputEnforcer, SignatureError
+    from deployflow.targets.local.signature import parse_signature
+
+    def refused(kind: str, value: object) -> str:
+        schema = parse_signature({"inputs": _json.dumps([{"type": kind, "name": "v", "required": True}])})
+        body = _json.dumps({"dataframe_split": {"columns": ["v"], "data": [[value], [value]]}}).encode()
+        data, _, _ = decode_request(body, "application/json")
+        with pytest.raises(SignatureError) as caught:
+            InputEnforcer(schema)(data)
+        assert caught.value.status_code == 400 and "'v'" in caught.value.message
+        return caught.value.message
+
+    refused("long", 1.5)
+    refused("integer", 3_000_000_000)
+    refused("boolean", None)
+
+
+def test_mlflow_model_directories_load_without_mlflow_or_its_switch(monkeypatch):
+    import subprocess
+    import sys
+
+    fixtures = Path(__file__).parent / "fixtures" / "mlflow_models"
+    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", raising=False)
+    script = (
+        "import sys; from deployflow.targets.local.models import load_model\n"
+        "for path in sys.argv[1:]: load_model(path)\n"
+        "assert 'mlflow' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    dirs = [str(fixtures / name) for name in ("sklearn_logistic_pickle", "sklearn_logistic_cloudpickle", "sklearn_logistic_skops")]
+    done = subprocess.run([sys.executable, "-c", script, *dirs], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_every_client_has_status_and_waiting():

@@ -1,8 +1,9 @@
 """Real models served by the local target answer exactly as they do in-process.
 
 Each model of :mod:`support.model_zoo` (scikit-learn estimators and pipelines, xgboost, lightgbm) is
-pickled, deployed on the local target (one server process each, started together) and scored through
-the client with a DataFrame of the dtypes callers use. Two answers are compared with the server's:
+written twice, as a pickle and as an MLflow model directory (read natively, its signature enforced),
+deployed on the local target (one server process each, all started together) and scored through the
+client with a DataFrame of the dtypes callers use. Two answers are compared with the server's:
 
 * ``model.predict`` on the frame the server rebuilds from the JSON request (what the server promises
   for every input: :func:`deployflow.payloads.decode_request` of the client's body);
@@ -10,6 +11,10 @@ the client with a DataFrame of the dtypes callers use. Two answers are compared 
   with missing values, strings; also true here for datetimes, which the pipeline parses itself).
 
 The category dtype does not survive JSON: a model that needs it gets a 400 that says so.
+
+scikit-learn models fitted on arrays, or on frames of numbers, are scored with the array sklearn would
+build itself (:mod:`deployflow.targets.local.array_shortcut`); the answers above prove that shortcut on
+both kinds of model file, and the last tests check which models take it.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
 from deployflow.errors import InvalidInputError
 from deployflow.payloads import decode_request, encode_request
+from deployflow.targets.local import mlflow_model
+from deployflow.targets.local.array_shortcut import takes_array_shortcut
 from deployflow.targets.local.models import load_model
 from support import model_zoo
 from support.local_models import local_client, local_home
@@ -40,6 +46,18 @@ HAS_XGBOOST = importlib.util.find_spec("xgboost") is not None
 pytestmark = pytest.mark.filterwarnings("ignore:X has feature names:UserWarning")
 # Rows with a missing value in some column: scored one at a time, each such column holds only a null.
 ROWS_WITH_GAPS = [2, 5, 7]
+#: Each zoo model is deployed from both kinds of file; the MLflow one is named "<model>-mlflow".
+FORMATS = ("pickle", "mlflow")
+CASES = [(name, kind) for name in AVAILABLE for kind in FORMATS]
+#: The models that may take the array shortcut (sklearn's own parts, none selecting columns by name or
+#: by dtype); each request still qualifies only with plain numeric columns in the fitted order.
+SHORTCUT_MODELS = {"logistic-named", "logistic-array", "logistic-frame", "forest", "forest-frame", "scaled-pipeline"}
+#: Of those, the ones whose zoo requests qualify, so the answers above went through the shortcut.
+SHORTCUT_REQUESTS = {"logistic-array", "logistic-frame", "forest-frame", "scaled-pipeline"}
+
+
+def deployment(name: str, kind: str) -> str:
+    return name if kind == "pickle" else f"{name}-mlflow"
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +68,16 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Any:
         extra = model_zoo.xgboost_with_categories(frame, model_zoo.zoo_target(frame))
         models[extra.name] = extra
     with local_home(tmp_path_factory.mktemp("zoo")) as home:
-        paths = {name: write_pickle(entry.model, Path(home) / f"{name}.pkl") for name, entry in models.items()}
+        paths = {}
+        for name, entry in models.items():
+            paths[deployment(name, "pickle")] = write_pickle(entry.model, Path(home) / f"{name}.pkl")
+            paths[deployment(name, "mlflow")] = model_zoo.write_mlflow_dir(entry, frame, Path(home) / f"{name}-mlflow")
         with local_client(home) as client:
             # Start every server at once, then wait for all: the processes load in parallel.
             for name, path in paths.items():
-                client.create_deployment(name, str(path), config={"wait": False, "startup_timeout": 90})
+                client.create_deployment(name, str(path), config={"wait": False, "startup_timeout": 120})
             for name in paths:
-                client.wait_for_deployment(name, timeout=90, poll_interval=0.05, max_poll_interval=0.25)
+                client.wait_for_deployment(name, timeout=120, poll_interval=0.05, max_poll_interval=0.25)
             yield client, frame, models, paths
 
 
@@ -77,62 +98,84 @@ def assert_same_answer(served: Any, expected: Any, entry: model_zoo.ZooModel) ->
         np.testing.assert_array_equal(answer, expected)
 
 
-@pytest.mark.parametrize("name", AVAILABLE)
-def test_the_served_answer_is_the_in_process_answer(zoo, name):
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_the_served_answer_is_the_in_process_answer(zoo, name, kind):
     client, frame, models, _ = zoo
     entry = models[name]
     inputs = frame[entry.columns]
-    served = client.predict(name, inputs)["predictions"]
+    served = client.predict(deployment(name, kind), inputs)["predictions"]
     assert_same_answer(served, entry.model.predict(rebuilt(inputs)), entry)
     assert_same_answer(served, entry.model.predict(inputs), entry)
 
 
-@pytest.mark.parametrize("name", AVAILABLE)
-def test_one_row_requests_with_missing_values(zoo, name):
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_one_row_requests_with_missing_values(zoo, name, kind):
     # In a one-row request a missing value is the whole column: the server must still see a number.
     client, frame, models, _ = zoo
     entry = models[name]
     for row in ROWS_WITH_GAPS:
         inputs = frame[entry.columns].iloc[[row]]
-        served = client.predict(name, inputs)["predictions"]
+        served = client.predict(deployment(name, kind), inputs)["predictions"]
         assert_same_answer(served, entry.model.predict(inputs), entry)
 
 
-def test_records_give_the_same_answers_as_split(zoo):
+@pytest.mark.parametrize("kind", FORMATS)
+def test_records_give_the_same_answers_as_split(zoo, kind):
     client, frame, models, _ = zoo
     for name in AVAILABLE:
         entry = models[name]
         records = frame[entry.columns].astype(object).where(frame[entry.columns].notna(), None)
-        served = client.predict(name, {"dataframe_records": records.to_dict(orient="records")})["predictions"]
+        body = {"dataframe_records": records.to_dict(orient="records")}
+        served = client.predict(deployment(name, kind), body)["predictions"]
         assert_same_answer(served, entry.model.predict(frame[entry.columns]), entry)
 
 
-def takes_the_array_shortcut(path: Path) -> bool:
-    loaded = load_model(str(path))
-    return loaded.predict_function != loaded.raw.predict  # bound methods compare by function and object
+def test_a_frame_whose_columns_are_in_another_order(zoo):
+    # sklearn refuses names in another order than the fit; an MLflow model's signature puts them back.
+    client, frame, models, _ = zoo
+    entry = models["logistic-frame"]
+    shuffled = frame[entry.columns[::-1]]
+    with pytest.raises(ValueError, match="same order"):
+        entry.model.predict(shuffled)
+    with pytest.raises(InvalidInputError, match="same order") as caught:
+        client.predict("logistic-frame", shuffled)
+    assert caught.value.status_code == 400
+    served = client.predict("logistic-frame-mlflow", shuffled)["predictions"]
+    assert_same_answer(served, entry.model.predict(frame[entry.columns]), entry)
 
 
-def test_only_array_fitted_sklearn_models_take_the_array_shortcut(zoo):
+def takes_the_shortcut(path: Path) -> bool:
+    if path.is_dir():
+        native, _ = mlflow_model.load_native(mlflow_model.read_model_dir(path))
+        return takes_array_shortcut(native.scorer)
+    return takes_array_shortcut(load_model(str(path)).predict_function)
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_which_models_take_the_array_shortcut(zoo, kind):
     # The shortcut (DataFrame -> one numpy array) is taken only where sklearn would build that same
-    # array itself: an estimator fitted without feature names, scored with plain numeric columns.
+    # array itself: sklearn's own parts, none selecting by name or seeing the frame, fitted on numbers
+    # (with or without feature names); requests of plain numeric columns only (checked per request).
     _, frame, models, paths = zoo
-    assert {name for name in AVAILABLE if takes_the_array_shortcut(paths[name])} == {"logistic-array"}
-    loaded = load_model(str(paths["logistic-array"]))
-    model = models["logistic-array"].model
-    numbers = rebuilt(frame[models["logistic-array"].columns])
-    assert numbers.dtypes.tolist() == [np.float64, np.float64]  # what the server scores as one array
-    np.testing.assert_array_equal(loaded.predict(numbers), model.predict(numbers.to_numpy()))
-    # a nullable column is left to sklearn, and still answers
-    nullable = frame[["num_b", "small"]]
-    np.testing.assert_array_equal(loaded.predict(nullable), model.predict(nullable))
+    taken = {name for name in AVAILABLE if takes_the_shortcut(paths[deployment(name, kind)])}
+    assert taken == SHORTCUT_MODELS & set(AVAILABLE)
+    for name in SHORTCUT_MODELS:
+        entry = models[name]
+        numbers = rebuilt(frame[entry.columns])
+        uniform = set(numbers.dtypes.tolist()) == {np.dtype("float64")}
+        assert uniform == (name in SHORTCUT_REQUESTS), name  # what the server scores as one array
+        if uniform:
+            loaded = load_model(str(paths[deployment(name, kind)]))
+            np.testing.assert_array_equal(loaded.predict(numbers), entry.model.predict(numbers))
 
 
 @pytest.mark.skipif(not HAS_XGBOOST, reason="needs xgboost")
-def test_a_model_that_needs_the_category_dtype_is_told_why(zoo):
+@pytest.mark.parametrize("kind", FORMATS)
+def test_a_model_that_needs_the_category_dtype_is_told_why(zoo, kind):
     client, frame, models, _ = zoo
     entry = models[CATEGORY_MODEL]
     with pytest.raises(InvalidInputError) as caught:
-        client.predict(CATEGORY_MODEL, frame[entry.columns])
+        client.predict(deployment(CATEGORY_MODEL, kind), frame[entry.columns])
     assert caught.value.status_code == 400 and caught.value.error_code == "BAD_REQUEST"
     message = str(caught.value)
     assert "color" in message  # xgboost's own words name the column

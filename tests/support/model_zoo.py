@@ -1,8 +1,10 @@
 """Small real models and the frame they score, for the model zoo test (tests/test_model_zoo.py).
 
 Every model is fitted here, in the test process, on :func:`zoo_frame` (or on its numbers as a plain
-array), pickled, and served by the local target; the test compares the server's answer with
-``model.predict`` run here. Everything is tiny so that fitting all of them takes well under a second.
+array), written twice, as a pickle and as an MLflow model directory (:func:`write_mlflow_dir`, laid out
+as ``mlflow.<flavor>.save_model`` lays it out, written without MLflow), and served by the local target;
+the test compares the server's answers with ``model.predict`` run here. Everything is tiny so that
+fitting all of them takes well under a second.
 
 Functions used inside the models (:func:`hour_of_day`) live in this module so that the pickles refer to
 ``support.model_zoo`` and the servers, which have the tests directory on ``PYTHONPATH``, can load them.
@@ -16,7 +18,16 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["Doubling", "ZooModel", "zoo_frame", "zoo_target", "zoo_models", "hour_of_day"]
+__all__ = [
+    "Doubling",
+    "ZooModel",
+    "hour_of_day",
+    "mlflow_signature",
+    "write_mlflow_dir",
+    "zoo_frame",
+    "zoo_models",
+    "zoo_target",
+]
 
 ROWS = 48
 
@@ -101,6 +112,35 @@ def _logistic_array(frame: pd.DataFrame, target: np.ndarray) -> ZooModel:
     return ZooModel("logistic-array", LogisticRegression().fit(features, target), columns)
 
 
+def _logistic_frame(frame: pd.DataFrame, target: np.ndarray) -> ZooModel:
+    # Fitted on a DataFrame of floats: the array shortcut applies when a request's columns are these
+    # names in this order.
+    from sklearn.linear_model import LogisticRegression
+
+    columns = ["num_c", "num_b"]
+    return ZooModel("logistic-frame", LogisticRegression().fit(frame[columns], target), columns)
+
+
+def _forest_frame(frame: pd.DataFrame, target: np.ndarray) -> ZooModel:
+    from sklearn.ensemble import RandomForestClassifier
+
+    columns = ["num_a", "num_b", "num_c"]  # floats, NaN included (trees route missing values)
+    model = RandomForestClassifier(n_estimators=6, max_depth=4, random_state=0).fit(frame[columns], target)
+    return ZooModel("forest-frame", model, columns)
+
+
+def _scaled_pipeline(frame: pd.DataFrame, target: np.ndarray) -> ZooModel:
+    # Every step is scikit-learn's and none selects by name: the shortcut walks the steps and applies.
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    columns = ["num_a", "num_b", "num_c"]
+    model = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(frame[columns], target)
+    return ZooModel("scaled-pipeline", model, columns)
+
+
 def _forest(frame: pd.DataFrame, target: np.ndarray) -> ZooModel:
     from sklearn.ensemble import RandomForestClassifier
 
@@ -163,7 +203,10 @@ def xgboost_with_categories(frame: pd.DataFrame, target: np.ndarray) -> ZooModel
 _BUILDERS: dict[str, tuple[Callable[[pd.DataFrame, np.ndarray], ZooModel], str | None]] = {
     "logistic-named": (_logistic_named, None),
     "logistic-array": (_logistic_array, None),
+    "logistic-frame": (_logistic_frame, None),
     "forest": (_forest, None),
+    "forest-frame": (_forest_frame, None),
+    "scaled-pipeline": (_scaled_pipeline, None),
     "hist-gradient-boosting": (_hist_gradient_boosting, None),
     "pipeline": (_pipeline, None),
     "xgboost": (_xgboost, "xgboost"),
@@ -183,3 +226,104 @@ def zoo_models(frame: pd.DataFrame, names: list[str] | tuple[str, ...] = ZOO) ->
     """Fit the named zoo models on ``frame``."""
     target = zoo_target(frame)
     return {name: _BUILDERS[name][0](frame, target) for name in names}
+
+
+# -- MLflow model directories, written as MLflow writes them ----------------------------------------------
+
+#: The MLflow column type for each dtype of :func:`zoo_frame` a signature can declare so that the zoo's
+#: values pass unchanged: floats, and nullable integers with missing values, as double (MLflow's advice
+#: for integers with gaps); integers as long; text; datetimes. A nullable boolean with missing values and
+#: a category have no such type: a model using them is written without a signature.
+def _column_type(column: pd.Series) -> str | None:
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return None
+    if isinstance(dtype, pd.BooleanDtype):
+        return None if column.isna().any() else "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "double" if column.isna().any() else "long"
+    if pd.api.types.is_float_dtype(dtype):
+        return "double"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    if pd.api.types.is_string_dtype(dtype):
+        return "string"
+    return None
+
+
+def mlflow_signature(frame: pd.DataFrame) -> dict[str, Any] | None:
+    """The ``signature`` mapping of an ``MLmodel`` file for ``frame``'s columns (inputs only, as JSON
+    text, the way MLflow writes it), or None when some column has no faithful type."""
+    import json
+
+    specs = []
+    for name, column in frame.items():
+        kind = _column_type(column)
+        if kind is None:
+            return None
+        specs.append({"type": kind, "name": str(name), "required": True})
+    return {"inputs": json.dumps(specs), "outputs": None, "params": None}
+
+
+def write_mlflow_dir(entry: ZooModel, frame: pd.DataFrame, path: Any) -> Any:
+    """Write ``entry.model`` as an MLflow model directory at ``path`` (created) and return the path.
+
+    The layout is what ``mlflow.sklearn`` / ``mlflow.xgboost`` / ``mlflow.lightgbm`` ``save_model``
+    write (MLmodel, the model file, an input example), with a signature from
+    :func:`mlflow_signature`. scikit-learn models are saved with skops, trusting the model's own
+    non-sklearn types as a user passes them to MLflow's ``skops_trusted_types``.
+    """
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    path.mkdir(parents=True)
+    model = entry.model
+    module = type(model).__module__.split(".")[0]
+    example = frame[entry.columns].iloc[:2]
+    if module == "xgboost":
+        model.save_model(str(path / "model.ubj"))
+        flavor = {"xgboost": {"code": None, "data": "model.ubj", "model_class": _qualified_name(model),
+                              "model_format": "ubj", "xgb_version": __import__("xgboost").__version__}}
+        pyfunc = {"loader_module": "mlflow.xgboost", "data": "model.ubj"}
+    elif module == "lightgbm":
+        import cloudpickle
+
+        (path / "model.pkl").write_bytes(cloudpickle.dumps(model))
+        flavor = {"lightgbm": {"code": None, "data": "model.pkl", "model_class": _qualified_name(model),
+                               "serialization_format": "cloudpickle", "skops_trusted_types": None,
+                               "lgb_version": __import__("lightgbm").__version__}}
+        pyfunc = {"loader_module": "mlflow.lightgbm", "data": "model.pkl"}
+    else:
+        import sklearn
+        import skops.io
+
+        skops.io.dump(model, path / "model.skops")
+        trusted = skops.io.get_untrusted_types(file=path / "model.skops") or None
+        flavor = {"sklearn": {"code": None, "pickled_model": "model.skops", "serialization_format": "skops",
+                              "sklearn_version": sklearn.__version__, "skops_trusted_types": trusted}}
+        pyfunc = {"loader_module": "mlflow.sklearn", "model_path": "model.skops", "predict_fn": "predict"}
+    pyfunc.update({"env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}, "python_version": "3.11"})
+    document: dict[str, Any] = {"flavors": {"python_function": pyfunc, **flavor}, "mlflow_version": "3.17.2"}
+    signature = mlflow_signature(frame[entry.columns])
+    if signature is not None:
+        document["signature"] = signature
+        from deployflow.payloads import encode_request
+
+        body, _ = encode_request(example)
+        (path / "serving_input_example.json").write_bytes(body)
+        document["saved_input_example_info"] = {"artifact_path": "input_example.json", "pandas_orient": "split",
+                                                "serving_input_path": "serving_input_example.json",
+                                                "type": "dataframe"}
+        (path / "input_example.json").write_text(json.dumps(json.loads(body)["dataframe_split"]), encoding="utf-8")
+    (path / "MLmodel").write_text(yaml.safe_dump(document, sort_keys=True), encoding="utf-8")
+    return path
+
+
+def _qualified_name(obj: Any) -> str:
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}"

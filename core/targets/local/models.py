@@ -7,7 +7,10 @@
 flavor            ``model_uri``
 ================  ==================================================================================
 ``"mlflow"``      an MLflow model directory (it holds an ``MLmodel`` file), or a ``models:/``,
-                  ``runs:/`` or other MLflow URI. Needs MLflow: ``pip install 'deployflow[mlflow]'``.
+                  ``runs:/`` or other MLflow URI. A local directory of the sklearn, xgboost or
+                  lightgbm flavor is read without MLflow, its signature enforced as MLflow's pyfunc
+                  does (:mod:`.mlflow_model`); other flavors, custom pyfunc models and tracking
+                  URIs need MLflow: ``pip install 'deployflow[mlflow]'``.
                   Aliases: ``"python_function"``, ``"pyfunc"``.
 ``"pickle"``      a pickle file of an object with a ``predict`` method.
 ``"joblib"``      the same, written with ``joblib.dump`` (needs joblib).
@@ -64,6 +67,8 @@ from urllib.parse import unquote, urlparse
 from ..._extras import install_command, require
 from ...errors import InvalidInputError
 from ...redaction import get_logger
+from . import mlflow_model
+from .array_shortcut import array_shortcut
 
 __all__ = [
     "FLAVORS",
@@ -210,60 +215,7 @@ def _load_serialized(model_uri: str, flavor: str) -> LoadedModel:
             f"the object in {str(path)!r} ({_describe(obj)}) has no predict method; "
             "a pickled model must be an object with predict(data)"
         )
-    return LoadedModel(_sklearn_fast_path(obj, predict), flavor, str(path), _takes_params(predict), raw=obj)
-
-
-def _sklearn_fast_path(model: Any, predict: Callable[..., Any]) -> Callable[..., Any]:
-    """``predict``, or for a scikit-learn model fitted on a plain array, a wrapper that hands it a frame
-    whose columns all share one numpy number dtype as ``numpy.asarray(frame)``.
-
-    That is the one case where the array is provably the same input: a model fitted without feature
-    names ignores column names, and sklearn's own input check turns such a frame into exactly that
-    array (any column slice of which has the frame's dtype and values). It saves sklearn's frame
-    handling, about three times the prediction of a small logistic regression, and its "X has feature
-    names" warning on every request. Everything else goes to ``predict`` unchanged: models fitted on a
-    DataFrame (their column names, and in a pipeline the columns' dtypes, are part of the computation,
-    as in a ColumnTransformer that selects by name), frames with nullable, text or mixed dtypes, and
-    models with a part that sees the input as given (a class from outside scikit-learn, a
-    FunctionTransformer without ``validate=True``).
-    """
-    if not _array_fitted_sklearn(model):
-        return predict
-    import numpy as np
-    import pandas as pd
-
-    from ...jsoncodec import _frame_dtypes  # the frame's dtypes without building a Series
-
-    width = model.n_features_in_
-
-    def predict_frame(data: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(data, pd.DataFrame) and data.shape[1] == width and width > 0:
-            dtypes = _frame_dtypes(data)
-            first = dtypes[0]
-            if isinstance(first, np.dtype) and first.kind in "iuf" and all(dtype == first for dtype in dtypes):
-                data = np.asarray(data)
-        return predict(data, *args, **kwargs)
-
-    return predict_frame
-
-
-def _array_fitted_sklearn(model: Any) -> bool:
-    """Whether ``model`` is a fitted scikit-learn estimator without feature names whose every part is
-    scikit-learn's own and none passes the raw input to user code."""
-    if not hasattr(model, "n_features_in_") or hasattr(model, "feature_names_in_"):
-        return False
-    try:
-        parts = [model, *model.get_params(deep=True).values()]
-    except Exception:  # noqa: BLE001 - an estimator whose parameters cannot be listed is not trusted
-        return False
-    for part in parts:
-        if not hasattr(part, "fit"):
-            continue  # a plain parameter value (number, string, function used at fit time)
-        if not type(part).__module__.startswith("sklearn."):
-            return False
-        if type(part).__name__ == "FunctionTransformer" and not getattr(part, "validate", False):
-            return False
-    return True
+    return LoadedModel(array_shortcut(obj, predict), flavor, str(path), _takes_params(predict), raw=obj)
 
 
 # -- python: references --------------------------------------------------------------------------------
@@ -360,8 +312,68 @@ def _load_python(model_uri: str) -> LoadedModel:
 
 
 def _load_mlflow(model_uri: str) -> LoadedModel:
+    """A local MLflow model directory natively when its flavor allows (see :mod:`.mlflow_model`), through
+    ``mlflow.pyfunc`` otherwise; ``models:/``, ``runs:/`` and remote URIs always need MLflow."""
+    scheme = urlparse(model_uri).scheme.lower()
+    if scheme not in _MLFLOW_SCHEMES:
+        path = _local_path(model_uri)
+        if not (path / mlflow_model.MLMODEL_FILE).is_file():
+            raise InvalidInputError(f"{str(path)!r} is not an MLflow model directory (it has no MLmodel file)")
+        return _load_mlflow_dir(path.resolve())
+    return _load_with_mlflow(model_uri, "")
+
+
+def _load_mlflow_dir(path: Path) -> LoadedModel:
+    model_dir = mlflow_model.read_model_dir(path)
+    native, reason = mlflow_model.load_native(model_dir)
+    if native is None:
+        through_mlflow = _load_with_mlflow(str(path), f" ({reason}, which deployflow leaves to MLflow)")
+        return _read_as_mlflows_server_reads(through_mlflow, model_dir)
+    loaded = LoadedModel(
+        native.predict, "mlflow", f"{path} (MLflow model: {native.description})", accepts_params=True,
+        raw=native.raw,
+    )
+    if model_dir.serving_example is not None:
+        _score_example(loaded, model_dir.serving_example)
+    return loaded
+
+
+def _read_as_mlflows_server_reads(loaded: LoadedModel, model_dir: mlflow_model.MLflowModelDir) -> LoadedModel:
+    """``loaded`` (a pyfunc model) behind the signature enforcement native models have.
+
+    MLflow's scoring server reads a request's columns as the signature's types before pyfunc checks
+    them (an integer column declared double arrives as floats, numbers written as text as numbers); the
+    same enforcement in front of pyfunc gives the same answers. Params are left to pyfunc's own check.
+    """
+    signature = model_dir.signature
+    if signature is None or not signature.inputs or model_dir.signature_problem:
+        return loaded
+    from .enforcement import InputEnforcer
+
+    check = InputEnforcer(signature)
+    pyfunc_predict = loaded.predict_function
+
+    def predict(data: Any, *args: Any, **kwargs: Any) -> Any:
+        return pyfunc_predict(check(data), *args, **kwargs)
+
+    return LoadedModel(predict, loaded.flavor, loaded.source, loaded.accepts_params, raw=loaded.raw)
+
+
+def _score_example(loaded: LoadedModel, example: bytes) -> None:
+    # The saved example request, scored once before serving: the first caller does not pay for lazy
+    # imports and caches, and a model that cannot score its own example is visible in the log.
+    from ...payloads import decode_request
+
+    try:
+        data, params, _ = decode_request(example, "application/json")
+        loaded.predict(data, params)
+    except Exception as exc:  # noqa: BLE001 - a warning only: the example is not part of the contract
+        _logger.warning("the model's saved input example does not score: %s: %s", type(exc).__name__, exc)
+
+
+def _load_with_mlflow(model_uri: str, why: str) -> LoadedModel:
     # InvalidInputError, not MissingExtraError: for this install the model URI is unusable input.
-    feature = f"serving the MLflow model {model_uri!r}"
+    feature = f"serving the MLflow model {model_uri!r}{why}"
     pyfunc = require("mlflow.pyfunc", "mlflow", feature, error=InvalidInputError)
     try:
         model = pyfunc.load_model(model_uri)

@@ -37,7 +37,9 @@ Errors are JSON ``{"error_code": ..., "message": ...}`` except 415, which is pla
 400 ``BAD_REQUEST`` for a malformed body, and for an exception raised by the model (as MLflow: the model
 is told bad input; an exception carrying its own ``error_code`` and HTTP status keeps them; when the
 input was a frame with text columns, the message adds that categoricals and datetimes arrive as their
-values and ISO-8601 strings, see :mod:`deployflow.payloads`), 401
+values and ISO-8601 strings, see :mod:`deployflow.payloads`); 400 with the error's own code
+(``INVALID_PARAMETER_VALUE``, or ``BAD_REQUEST`` for text that cannot be read as its type) and message
+for an input or params that do not fit an MLflow model's signature (:mod:`.enforcement`), 401
 ``UNAUTHENTICATED``, 404 ``ENDPOINT_NOT_FOUND``, 405 for a wrong method, 413
 ``RESOURCE_LIMIT_EXCEEDED`` for a body over ``max_request_bytes`` (checked on Content-Length before
 reading, and counted while reading chunked bodies), 415 for a Content-Type other than JSON or CSV in
@@ -89,6 +91,7 @@ from ... import __version__
 from ...errors import ConflictError, InvalidInputError
 from ...payloads import UnsupportedMediaTypeError, check_content_type, decode_request, encode_response
 from ...redaction import RedactingFilter, get_logger, register_secret
+from .enforcement import SignatureError
 from .models import LoadedModel, load_model, normalize_flavor
 
 __all__ = [
@@ -654,6 +657,10 @@ class ScoringApp:
             return _json_error(400, "BAD_REQUEST", exc.message)
         try:
             predictions = self.model.predict(data, params)
+        except SignatureError as exc:
+            # The input does not fit the MLflow model's signature: MLflow answers with the schema error
+            # itself (400, INVALID_PARAMETER_VALUE or BAD_REQUEST), not as a failure of the model.
+            return _json_error(exc.status_code or 400, exc.error_code, exc.message)
         except Exception as exc:
             # One line per failure; the traceback too at debug level (a bad client could flood the log).
             _logger.error(
