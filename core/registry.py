@@ -156,7 +156,9 @@ def list_targets() -> list[str]:
     """Names of every target that can be used here, sorted. Imports no target."""
     names = set(_registered) | set(BUILTIN_TARGETS)
     for group in (ENTRY_POINT_GROUP, MLFLOW_ENTRY_POINT_GROUP):
-        names.update(ep.name for ep in _entry_points(group))
+        # deployflow's own entries in MLflow's group (deployflow.mlflow_plugin) expose built-ins to
+        # MLflow under MLflow's naming (a whole URI scheme, "serving+http"); they are not targets here.
+        names.update(ep.name for ep in _entry_points(group) if not ep.value.startswith("deployflow.mlflow_plugin"))
     return sorted(names)
 
 

@@ -621,3 +621,13 @@ def test_register_a_module_built_at_run_time() -> None:
 
     assert type(deployflow.get_deploy_client("runtime")).__name__ == "RuntimeClient"
     assert deployflow.target_help("runtime") == "runtime"
+
+
+def test_deployflows_own_entries_in_mlflows_group_are_not_listed_as_targets() -> None:
+    """deployflow.mlflow_plugin exposes built-ins to MLflow under MLflow's names ("serving+http"):
+    deployflow itself lists each built-in once and never a name it cannot resolve."""
+    own = [ep for ep in metadata.entry_points(group="mlflow.deployments") if ep.value.startswith("deployflow.mlflow_plugin")]
+    assert {ep.name for ep in own} >= {"local", "serving", "serving+http"}  # installed with the project
+    listed = deployflow.list_targets()
+    assert "serving+http" not in listed and "serving+https" not in listed
+    assert listed.count("local") == 1 and "serving" in listed
