@@ -243,10 +243,12 @@ class LocalDeploymentClient(BaseDeploymentClient):
     """
 
     #: Requests batch scoring keeps in flight. The servers here answer one request at a time per
-    #: worker; a deeper queue keeps a worker busy while this process encodes and decodes (measured
-    #: with benchmarks/bench_batch.py on two cores: 96-99 % of the server's ceiling with 16, 90-92 %
-    #: with 12, 78-88 % with 8). A queued request's read timeout runs while it waits, so a model that
-    #: takes more than predict_timeout / 16 per chunk wants a lower ``concurrency``.
+    #: worker; a queue keeps a worker busy while this process encodes and decodes. On two cores
+    #: (benchmarks/bench_batch.py, 2,000-row chunks) 4 to 16 in flight all reached 80-83 % of the
+    #: server's wrk ceiling: the limit there is this process's own CPU beside the server's, not the
+    #: depth. 16 leaves room for a server with several workers. A queued request's read timeout runs
+    #: while it waits, so a model that takes more than predict_timeout / 16 per chunk wants a lower
+    #: ``concurrency``.
     default_batch_concurrency = 16
 
     def __init__(
