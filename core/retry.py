@@ -116,9 +116,10 @@ def as_number(value: object, source: str, *, positive: bool) -> float:
     return number
 
 
-def as_int(value: object, source: str, *, minimum: int) -> int:
-    """``value`` (an integer, an integral float or a numeric string) as an int >= ``minimum``."""
-    expected = f"an integer >= {minimum}"
+def as_int(value: object, source: str, *, minimum: int, maximum: int | None = None) -> int:
+    """``value`` (an integer, an integral float or a numeric string) as an int >= ``minimum`` (and
+    <= ``maximum`` when given)."""
+    expected = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
     if isinstance(value, bool):
         raise _invalid(source, value, expected)
     if isinstance(value, str):
@@ -128,7 +129,7 @@ def as_int(value: object, source: str, *, minimum: int) -> int:
             raise _invalid(source, value, expected) from None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, int) or value < minimum:
+    if not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
         raise _invalid(source, value, expected)
     return value
 

@@ -19,7 +19,8 @@ from ...redaction import get_logger, reveal
 from ...status import State, Status
 from ...transport import HttpSettings, HttpTransport, encode_json
 from .._sse import stream_json
-from .credentials import BearerToken, DatabricksCredentials, normalise_host, profile_from_uri, resolve_credentials
+from .._hosted import BearerAuth
+from .credentials import DatabricksCredentials, normalise_host, profile_from_uri, resolve_credentials
 from .sdk_auth import connect_with_sdk, sdk_installed
 from .records import (
     DatabricksEndpoint,
@@ -158,12 +159,12 @@ class DatabricksDeploymentClient(BaseDeploymentClient):
         """Where the workspace is and the requests auth for it: through databricks-sdk when it is
         installed, else deployflow's own lookup of a personal access token."""
         if self._shipped is not None:
-            return self._shipped, BearerToken(self._shipped.token)
+            return self._shipped, BearerAuth(self._shipped.token)
         options = {key: reveal(value) for key, value in self._credential_options.items()}
         if sdk_installed():
             return connect_with_sdk(self.target_uri, options, self._http_settings)
         credentials = resolve_credentials(self.target_uri, options)
-        return credentials, BearerToken(credentials.token)
+        return credentials, BearerAuth(credentials.token)
 
     @property
     def _transport(self) -> HttpTransport:

@@ -11,18 +11,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests.auth
-
 from ..._extras import install_command
 from ...errors import AuthenticationError, MissingExtraError, TargetError
-from ...redaction import Secret, redact, register_secret
+from ...redaction import redact, register_secret
 
 __all__ = [
     "DatabricksCredentials",
     "resolve_credentials",
     "profile_from_uri",
     "normalise_host",
-    "BearerToken",
     "HOST_ENV",
     "TOKEN_ENV",
     "PROFILE_ENV",
@@ -297,21 +294,3 @@ def profile_from_uri(target_uri: str) -> str | None:
             f"{redact(target_uri)!r} is not a Databricks target URI: use 'databricks' or 'databricks://<profile>'"
         )
     return parts.netloc
-
-
-class BearerToken(requests.auth.AuthBase):
-    """``Authorization: Bearer <token>`` as requests auth, so a ~/.netrc entry cannot replace it. The
-    token is held as a :class:`~deployflow.redaction.Secret`."""
-
-    def __init__(self, token: object) -> None:
-        self.token = Secret(token)
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token.reveal()}"
-        return request
-
-    def __repr__(self) -> str:
-        return "BearerToken(***)"
-
-
-# --------------------------------------------------------------------------------------------------

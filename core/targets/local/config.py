@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from ...errors import InvalidInputError
-from ...retry import FALSE_WORDS, TRUE_WORDS
+from ...retry import as_bool, as_int, as_number
 
 __all__ = [
     "NAME_PATTERN",
@@ -57,47 +57,18 @@ def _bad(key: str, value: object, expected: str) -> InvalidInputError:
 
 
 def _integer(minimum: int, maximum: int | None = None) -> Callable[[str, object], int]:
-    expected = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
-
     def coerce(key: str, value: object) -> int:
-        if isinstance(value, bool):
-            raise _bad(key, value, expected)
-        if isinstance(value, str):
-            try:
-                value = int(value.strip())
-            except ValueError:
-                raise _bad(key, value, expected) from None
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
-            raise _bad(key, value, expected)
-        return value
+        return as_int(value, f"Config key {key!r}", minimum=minimum, maximum=maximum)
 
     return coerce
 
 
 def _seconds(key: str, value: object) -> float:
-    expected = "a positive number of seconds"
-    if isinstance(value, bool):
-        raise _bad(key, value, expected)
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise _bad(key, value, expected) from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise _bad(key, value, expected)
-    return float(value)
+    return as_number(value, f"Config key {key!r}", positive=True)
 
 
 def _boolean(key: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
-        return value.strip().lower() in TRUE_WORDS
-    raise _bad(key, value, "true or false")
+    return as_bool(value, f"Config key {key!r}")
 
 
 def _host(key: str, value: object) -> str:
