@@ -60,6 +60,7 @@ __all__ = ["PLUGINS", "plugin"]
 PLUGINS: dict[str, str] = {
     "local": "LocalMlflowDeploymentClient",
     "serving": "ServingMlflowDeploymentClient",
+    "sagemaker": "SagemakerMlflowDeploymentClient",
 }
 
 _lock = threading.Lock()

@@ -149,16 +149,19 @@ def _entry_points(group: str) -> list[Any]:
     # importlib.metadata is imported here, not at the top: it costs more than the rest of the package.
     from importlib import metadata
 
-    return list(metadata.entry_points(group=group))
+    # deployflow's own entries in MLflow's group (deployflow.mlflow_plugin) expose built-ins to MLflow
+    # under MLflow's naming ("serving+http", "deployflow-sagemaker"); they are not targets here.
+    return [ep for ep in metadata.entry_points(group=group) if not ep.value.startswith(_OWN_MLFLOW_PLUGIN)]
+
+
+_OWN_MLFLOW_PLUGIN = "deployflow.mlflow_plugin"
 
 
 def list_targets() -> list[str]:
     """Names of every target that can be used here, sorted. Imports no target."""
     names = set(_registered) | set(BUILTIN_TARGETS)
     for group in (ENTRY_POINT_GROUP, MLFLOW_ENTRY_POINT_GROUP):
-        # deployflow's own entries in MLflow's group (deployflow.mlflow_plugin) expose built-ins to
-        # MLflow under MLflow's naming (a whole URI scheme, "serving+http"); they are not targets here.
-        names.update(ep.name for ep in _entry_points(group) if not ep.value.startswith("deployflow.mlflow_plugin"))
+        names.update(ep.name for ep in _entry_points(group))
     return sorted(names)
 
 

@@ -112,10 +112,12 @@ def test_deployflow_resolves_the_plugin_names_to_its_own_builtins() -> None:
     from deployflow import mlflow_plugin
 
     entries = _pyproject_entry_points()
-    assert set(entries) == {"local", "serving", "serving+http", "serving+https"}
+    assert set(entries) == {"local", "serving", "serving+http", "serving+https", "deployflow-sagemaker"}
     for name, value in entries.items():
         module, _, attribute = value.partition(":")
         assert module == "deployflow.mlflow_plugin" and attribute in mlflow_plugin.PLUGINS
+        if name == "deployflow-sagemaker":  # MLflow's own name is taken; deployflow knows it as 'sagemaker'
+            name = "sagemaker"
         uri = f"{name}://127.0.0.1:1" if "+" in name else name
         target = load_target(uri)
         assert target.source == "built in", (name, target.source)
@@ -256,6 +258,9 @@ def test_mlflow_cli_help_shows_the_target_help(peer: Peer, home: Path) -> None:
     assert "Deployment config keys" in local and "request_timeout" in local
     serving = _mlflow(peer, home, "help", "-t", "serving+https").stdout
     assert "Target 'serving': a remote server speaking MLflow's scoring protocol" in serving
+    # deployflow's sagemaker target under a name MLflow does not use (MLflow has its own 'sagemaker').
+    sagemaker = _mlflow(peer, home, "help", "-t", "deployflow-sagemaker").stdout
+    assert sagemaker.startswith("deployflow's 'sagemaker' target, driven by MLflow") and "sagemaker:/REGION" in sagemaker
 
 
 def test_mlflow_cli_run_local_serves_in_the_foreground(peer: Peer, saved, home: Path, tmp_path: Path) -> None:

@@ -629,5 +629,7 @@ def test_deployflows_own_entries_in_mlflows_group_are_not_listed_as_targets() ->
     own = [ep for ep in metadata.entry_points(group="mlflow.deployments") if ep.value.startswith("deployflow.mlflow_plugin")]
     assert {ep.name for ep in own} >= {"local", "serving", "serving+http"}  # installed with the project
     listed = deployflow.list_targets()
-    assert "serving+http" not in listed and "serving+https" not in listed
+    assert "serving+http" not in listed and "deployflow-sagemaker" not in listed
     assert listed.count("local") == 1 and "serving" in listed
+    with pytest.raises(UnknownTargetError):  # not loaded as an MLflow plugin of deployflow itself
+        deployflow.get_deploy_client("deployflow-sagemaker")
