@@ -202,3 +202,12 @@ def test_a_target_that_offers_nothing_to_test_with_fails(monkeypatch):
     finally:
         unregister_target("nolistings")
     assert ok is False and "list_deployments is not offered" in message and WRONG not in message
+
+
+def test_aws_credentials_in_the_extra_count_as_secrets():
+    """A sagemaker connection may hold its AWS keys in the extra: they are masked like the password."""
+    from deployflow.integrations.airflow.hooks.deployment import _secret_extras
+
+    extra = {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "wJalr/secret", "aws_session_token": "FwoG-token",
+             "region_name": "eu-west-1"}
+    assert sorted(_secret_extras(extra)) == ["FwoG-token", "wJalr/secret"]

@@ -82,7 +82,10 @@ DEFAULT_TOKEN_OPTION = "auth_token"
 _EXTRA_PREFIX = "extra__deployflow__"
 _RESERVED = frozenset({"target_uri", "token_option", "test_endpoint", "service_principal_oauth"})
 #: Extra keys whose values are credentials: masked in task logs like the password.
-SECRET_EXTRA_KEYS = ("client_secret", "azure_client_secret", "token", "auth_token", "api_key", "password")
+SECRET_EXTRA_KEYS = (
+    "client_secret", "azure_client_secret", "token", "auth_token", "api_key", "password",
+    "aws_secret_access_key", "aws_session_token",
+)
 
 
 def _plain_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
