@@ -1228,6 +1228,20 @@ class LocalDeploymentClient(BaseDeploymentClient):
                 return Status(status.state, reason=f"deployment {route['deployment']!r}: {status.reason}", raw=record)
         return Status(State.READY, raw=record)
 
+    def get_traffic_split(self, endpoint: str) -> dict[str, float]:
+        """Endpoint ``endpoint``'s traffic split: deployment name -> percent of requests (adds up to 100).
+
+        With :meth:`set_traffic_split`, the interface :mod:`deployflow.promotion` uses to shift traffic.
+        """
+        return {route["deployment"]: float(route["traffic"]) for route in self.get_endpoint(endpoint)["routes"]}
+
+    def set_traffic_split(self, endpoint: str, split: Mapping[str, float], *, wait: bool = True) -> dict[str, Any]:
+        """Give each deployment in ``split`` its percent of ``endpoint``'s requests (percents add up to 100;
+        a deployment left out gets none). The router switches before this returns; see
+        :meth:`update_endpoint`, which this calls."""
+        routes = [{"deployment": name, "traffic": weight} for name, weight in split.items()]
+        return self.update_endpoint(endpoint, {"routes": routes, "wait": wait})
+
     def endpoint_status(self, endpoint: str) -> Status:
         """READY when the router answers and every deployment it sends traffic to is READY."""
         check_name(endpoint, "endpoint")
