@@ -37,6 +37,7 @@ import pandas as pd
 import requests
 
 from deployflow import batch_predict, get_deploy_client
+from deployflow.arrow_chunks import CONTENT_TYPE_ARROW, encode_frame
 from deployflow.payloads import encode_request
 
 MODEL = textwrap.dedent(
@@ -67,17 +68,22 @@ def naive_loop(url: str, df: pd.DataFrame, chunk_size: int) -> float:
 
 
 class Wrk:
-    """The server's ceiling: wrk posting one fixed chunk (the first, as batch_predict sends it)."""
+    """The server's ceiling: wrk posting one fixed chunk (the first, as batch_predict sends it), as JSON
+    or (``arrow=True``) as the Arrow stream batch_predict sends to a local server."""
 
-    def __init__(self, url: str, df: pd.DataFrame, chunk_size: int, workdir: Path) -> None:
+    def __init__(self, url: str, df: pd.DataFrame, chunk_size: int, workdir: Path, *, arrow: bool = False) -> None:
         self.url, self.chunk_size = url, chunk_size
-        body, content_type = encode_request(df.iloc[:chunk_size])
-        (workdir / "body.json").write_bytes(body)
-        self.script = workdir / "post.lua"
+        first = df.iloc[:chunk_size]
+        if arrow:
+            body, content_type, name = encode_frame(first), CONTENT_TYPE_ARROW, "body.arrow"
+        else:
+            (body, content_type), name = encode_request(first), "body.json"
+        (workdir / name).write_bytes(body)
+        self.script = workdir / f"post-{name}.lua"
         self.script.write_text(
             'wrk.method = "POST"\n'
             f'wrk.headers["Content-Type"] = "{content_type}"\n'
-            f'local f = io.open("{workdir / "body.json"}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
+            f'local f = io.open("{workdir / name}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
         )
 
     def rows_per_second(self, seconds: int = 2) -> float:
@@ -88,6 +94,17 @@ class Wrk:
         if re.search(r"Non-2xx", out):
             raise RuntimeError(f"wrk saw errors:\n{out}")
         return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)) * self.chunk_size
+
+
+def json_client(client):
+    """``client`` as batch_predict used it before Arrow bodies: the same route, chunks sent as JSON."""
+    import copy
+    import dataclasses
+
+    twin = copy.copy(client)
+    route_of = client.batch_http_route
+    twin.batch_http_route = lambda **target: dataclasses.replace(route_of(**target), arrow=False)
+    return twin
 
 
 MEMORY_JOB = textwrap.dedent(
@@ -144,31 +161,47 @@ def main() -> None:
     try:
         df = make_frame(args.rows)
         batch_predict(client, df.iloc[:20_000], deployment_name="bench", chunk_size=args.chunk_size)  # warm up
-        wrk = Wrk(url, df, args.chunk_size, workdir) if shutil.which("wrk") else None
+        have_wrk = shutil.which("wrk") is not None
         concurrency = args.concurrency or client.default_batch_concurrency
-        ours, naive, ratios, ceilings = [], [], [], []
-        before = wrk.rows_per_second() if wrk else None
+        json_only = json_client(client)
+        # Two ways of sending the same chunks: as Arrow streams (what batch_predict sends a local server)
+        # and as JSON (what it sends other servers, and what it sent before); each against wrk posting
+        # the same body.
+        ways = {"arrow": (client, Wrk(url, df, args.chunk_size, workdir, arrow=True) if have_wrk else None),
+                "json": (json_only, Wrk(url, df, args.chunk_size, workdir) if have_wrk else None)}
+        ours = {way: [] for way in ways}
+        ratios = {way: [] for way in ways}
+        ceilings = {way: [] for way in ways}
+        naive = []
+        before = {way: wrk.rows_per_second() for way, (_, wrk) in ways.items() if wrk is not None}
         for _ in range(args.rounds):
             naive.append(naive_loop(url, df.iloc[: max(args.rows // 4, args.chunk_size)], args.chunk_size))
-            started = time.perf_counter()
-            result = batch_predict(client, df, deployment_name="bench", chunk_size=args.chunk_size, concurrency=concurrency)
-            ours.append(len(result) / (time.perf_counter() - started))
-            if wrk is not None:
-                after = wrk.rows_per_second()
-                ceilings.append(after)
-                ratios.append(ours[-1] / ((before + after) / 2))
-                before = after
+            for way, (scoring_client, wrk) in ways.items():
+                started = time.perf_counter()
+                result = batch_predict(scoring_client, df, deployment_name="bench", chunk_size=args.chunk_size,
+                                       concurrency=concurrency)
+                ours[way].append(len(result) / (time.perf_counter() - started))
+                if wrk is not None:
+                    after = wrk.rows_per_second()
+                    ceilings[way].append(after)
+                    ratios[way].append(ours[way][-1] / ((before[way] + after) / 2))
+                    before[way] = after
         median = statistics.median
         print(f"batch scoring, {args.rows:,} rows, chunk size {args.chunk_size}, cheap numpy model, 1 server worker, "
               f"concurrency {concurrency}, {args.rounds} rounds (medians)")
-        print("  batch_predict rows/s by round: " + ", ".join(f"{x:,.0f}" for x in ours))
-        print(f"  batch_predict         {median(ours):12,.0f} rows/s")
-        print(f"  naive requests loop   {median(naive):12,.0f} rows/s   batch_predict / naive = {median(ours) / median(naive):.2f}x")
-        if wrk is None:
+        print(f"  naive requests loop (JSON)      {median(naive):12,.0f} rows/s")
+        for way in ways:
+            print(f"  batch_predict, {way:5} bodies      {median(ours[way]):12,.0f} rows/s   "
+                  f"/ naive = {median(ours[way]) / median(naive):.2f}x   by round: "
+                  + ", ".join(f"{x:,.0f}" for x in ours[way]))
+            if not have_wrk:
+                continue
+            print(f"  server ceiling, {way:5} (wrk)      {median(ceilings[way]):12,.0f} rows/s   "
+                  f"batch_predict / ceiling = {median(ratios[way]):.0%}   by round: "
+                  + ", ".join(f"{x:.0%}" for x in ratios[way]))
+        print(f"  arrow / json batch_predict: {median(ours['arrow']) / median(ours['json']):.2f}x")
+        if not have_wrk:
             print("  server ceiling        skipped (wrk not installed: apt-get install wrk)")
-        else:
-            print("  batch_predict / ceiling by round: " + ", ".join(f"{x:.0%}" for x in ratios))
-            print(f"  server ceiling (wrk)  {median(ceilings):12,.0f} rows/s   batch_predict / ceiling = {median(ratios):.0%}")
         if not args.no_memory:
             print("peak RSS of a batch job writing Parquet parts:")
             small = peak_rss(uri, 500_000, args.chunk_size, workdir)

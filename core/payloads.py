@@ -58,6 +58,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 
+from .arrow_chunks import CONTENT_TYPE_ARROW, arrow_readable, decode_frame
 from .errors import InvalidInputError, RemoteError
 from .jsoncodec import (
     _NATIVE_FLOAT_SIZES,
@@ -484,7 +485,8 @@ def decode_response(body: bytes | str) -> PredictionsResponse:
 
 @lru_cache(maxsize=64)
 def check_content_type(content_type: str | None) -> str:
-    """Return ``"application/json"`` or ``"text/csv"`` for an acceptable Content-Type header.
+    """Return ``"application/json"`` or ``"text/csv"`` for an acceptable Content-Type header (or
+    ``application/vnd.apache.arrow.stream``, deployflow's own batch chunks: :mod:`deployflow.arrow_chunks`).
 
     The type and parameter names are case-insensitive; ``charset=utf-8`` is the only parameter
     allowed. Raises :class:`UnsupportedMediaTypeError` (answer 415) for another charset, another
@@ -510,6 +512,12 @@ def check_content_type(content_type: str | None) -> str:
             "is accepted"
         )
     mime = mime.strip().lower()
+    if mime == CONTENT_TYPE_ARROW:
+        if not arrow_readable():
+            raise UnsupportedMediaTypeError(
+                "This server cannot read Arrow bodies: pyarrow is not installed (pip install 'deployflow[batch]')"
+            )
+        return mime
     if mime not in CONTENT_TYPES:
         raise UnsupportedMediaTypeError(
             f"Unsupported Content-Type {content_type!r}: use one of {', '.join(CONTENT_TYPES)}"
@@ -525,8 +533,11 @@ def decode_request(body: bytes | str, content_type: str | None) -> DecodedReques
     malformed body (answer 400): invalid JSON, a body that is not an object, zero or several input keys,
     ``dataframe_split`` not an object, ``dataframe_records`` not a list, ``params`` not an object.
     """
-    if check_content_type(content_type) == CONTENT_TYPE_CSV:
+    mime = check_content_type(content_type)
+    if mime == CONTENT_TYPE_CSV:
         return DecodedRequest(_read_csv(body), None, "csv")
+    if mime == CONTENT_TYPE_ARROW:  # batch scoring's chunks to deployflow's own servers: see arrow_chunks
+        return DecodedRequest(decode_frame(body if isinstance(body, bytes) else body.encode()), None, DATAFRAME_SPLIT)
 
     try:
         request = loads(body)

@@ -27,7 +27,8 @@ class HttpRoute:
     ``idempotent`` and ``retry_statuses`` are what the target declares about its scoring POST (see
     :func:`deployflow.retry.should_retry`). ``refresh`` (optional) returns the route again after a
     connection failure, for services whose address can change (a local deployment restarted by an
-    update).
+    update). ``arrow``: the service also reads chunks as Arrow IPC streams (deployflow's own servers:
+    see :mod:`deployflow.arrow_chunks`); batch scoring then sends the chunks Arrow carries exactly that way.
     """
 
     url: str
@@ -36,6 +37,7 @@ class HttpRoute:
     refresh: Callable[[], HttpRoute] | None = None
     idempotent: bool = False
     retry_statuses: frozenset[int] | None = None
+    arrow: bool = False
 
     def __repr__(self) -> str:  # the headers may hold a token
         return f"HttpRoute({redact(self.url)!r})"

@@ -917,7 +917,7 @@ class LocalDeploymentClient(BaseDeploymentClient):
             else:
                 url, token = self._route(deployment_name, endpoint, resolve)
             return HttpRoute(f"{url}/invocations", self._headers(token), self.http_settings, lambda: route(True),
-                             **SCORING_REQUEST)
+                             arrow=True, **SCORING_REQUEST)
 
         return route(False)
 

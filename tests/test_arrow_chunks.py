@@ -1,0 +1,246 @@
+"""Arrow bodies (batch scoring's fast path to deployflow's servers) give the model the frame JSON gives it.
+
+:mod:`deployflow.arrow_chunks` promises that for every chunk it agrees to carry, the server rebuilds the
+same frame (values, dtypes, column index) as from the JSON body of that chunk, and that it refuses the
+chunks it cannot carry that way. Random frames over the dtypes batch jobs hold check the first promise;
+the second is checked dtype by dtype. Served models are compared in ``tests/test_model_zoo.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from deployflow import batch_predict, get_deploy_client
+from deployflow.arrow_chunks import CONTENT_TYPE_ARROW, decode_frame, encode_frame
+from deployflow.errors import InvalidInputError
+from deployflow.payloads import UnsupportedMediaTypeError, check_content_type, decode_request, encode_request
+from support.local_models import local_client, local_home
+
+pa = pytest.importorskip("pyarrow")
+
+
+def through_json(frame: pd.DataFrame) -> pd.DataFrame:
+    body, content_type = encode_request(frame)
+    return decode_request(body, content_type).data
+
+
+def through_arrow(frame: pd.DataFrame) -> pd.DataFrame:
+    body = encode_frame(frame)
+    assert body is not None, frame.dtypes
+    decoded = decode_request(body, CONTENT_TYPE_ARROW)
+    assert decoded.params is None
+    return decoded.data
+
+
+def assert_same_frame(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(left, right, check_dtype=True, check_column_type=True, check_index_type=True)
+
+
+def random_column(rng: np.random.Generator, kind: str, rows: int) -> Any:
+    if kind == "float":
+        values = rng.normal(size=rows) * 10.0 ** rng.integers(-300, 300)
+        values[rng.random(rows) < 0.2] = np.nan
+        values[rng.random(rows) < 0.1] = np.inf
+        values[rng.random(rows) < 0.1] = -np.inf
+        values[rng.random(rows) < 0.1] = -0.0
+        return values
+    if kind == "whole-float":  # integral values in a float column stay floats
+        return rng.integers(-5, 5, rows).astype("float64")
+    if kind == "all-nan":
+        return np.full(rows, np.nan)
+    if kind == "int64":
+        values = rng.integers(-(2**62), 2**62, rows)
+        values[0] = np.iinfo(np.int64).max if rows else 0
+        return values
+    if kind == "int32":
+        return rng.integers(-1000, 1000, rows).astype("int32")
+    if kind == "uint16":
+        return rng.integers(0, 60000, rows).astype("uint16")
+    if kind == "bool":
+        return rng.random(rows) < 0.5
+    if kind == "text":
+        values = np.array([rng.choice(["a", "", "naïve", "x y", "0", "null", "1.5"]) for _ in range(rows)], dtype=object)
+        values[rng.random(rows) < 0.2] = None
+        values[rng.random(rows) < 0.1] = np.nan
+        return values
+    if kind == "all-missing-text":
+        return np.array([None] * rows, dtype=object)
+    if kind == "string-dtype":  # pandas' nullable string dtype: pd.NA for missing values
+        return pd.array(random_column(rng, "text", rows), dtype="string")
+    raise AssertionError(kind)
+
+
+KINDS = ["float", "whole-float", "all-nan", "int64", "int32", "uint16", "bool", "text", "all-missing-text", "string-dtype"]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_frames_arrive_as_json_would_build_them(seed):
+    rng = np.random.default_rng(seed)
+    rows = int(rng.choice([1, 2, 7, 64, 513]))
+    width = int(rng.integers(1, 6))
+    kinds = [str(rng.choice(KINDS)) for _ in range(width)]
+    if seed < len(KINDS):  # each kind alone (a uniform frame, which JSON reads as one array) at least once
+        kinds = [KINDS[seed]] * width
+    frame = pd.DataFrame({f"c{i}_{kind}": random_column(rng, kind, rows) for i, kind in enumerate(kinds)})
+    assert_same_frame(through_arrow(frame), through_json(frame))
+
+
+def test_a_frame_of_one_float_column_per_value_kind():
+    frame = pd.DataFrame({"x": [1.5, np.nan, np.inf, -np.inf, -0.0, 5.0, 1e308, 5e-324]})
+    arrived = through_arrow(frame)
+    assert_same_frame(arrived, through_json(frame))
+    assert arrived["x"].isna().tolist() == [False, True, True, True, False, False, False, False]  # infinities: null
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pytest.param(np.arange(3, dtype="float32"), id="float32"),
+        pytest.param(pd.array([1, None, 3], dtype="Int64"), id="nullable-int"),
+        pytest.param(pd.array([True, None, False], dtype="boolean"), id="nullable-bool"),
+        pytest.param(pd.Categorical(["a", "b", "a"]), id="category"),
+        pytest.param(pd.date_range("2024-01-01", periods=3), id="datetime"),
+        pytest.param(np.array([b"a", b"b", b"c"], dtype=object), id="bytes"),
+        pytest.param(np.array(["a", 1, 2.5], dtype=object), id="mixed-objects"),
+        pytest.param(np.array([True, None, False], dtype=object), id="booleans-with-missing"),
+        pytest.param(np.array([2**64 - 1, 0, 1], dtype="uint64"), id="uint64-beyond-int64"),
+        pytest.param(np.array([1 + 2j, 0, 1]), id="complex"),
+    ],
+)
+def test_chunks_arrow_cannot_carry_as_json_would_go_as_json(column):
+    assert encode_frame(pd.DataFrame({"x": column})) is None
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(pd.DataFrame({"x": []}, dtype="float64"), id="no-rows"),
+        pytest.param(pd.DataFrame(index=range(3)), id="no-columns"),
+        pytest.param(pd.DataFrame({0: [1.0], 1: [2.0]}), id="number-names"),
+        pytest.param(pd.DataFrame([[1.0, 2.0]], columns=["x", "x"]), id="repeated-names"),
+        pytest.param(pd.DataFrame({"x": [1.0, 2.0]}, index=[5, 6]), id="index-with-information"),
+    ],
+)
+def test_frames_arrow_cannot_carry_as_json_would_go_as_json(frame):
+    assert encode_frame(frame) is None
+
+
+def test_a_server_reads_arrow_only_as_its_own_type_and_refuses_what_batch_never_sends():
+    assert check_content_type("application/vnd.apache.arrow.stream") == CONTENT_TYPE_ARROW
+    with pytest.raises(UnsupportedMediaTypeError):
+        check_content_type("application/vnd.apache.arrow.stream; charset=latin-1")
+    with pytest.raises(InvalidInputError, match="not an Arrow IPC stream") as caught:
+        decode_frame(b'{"dataframe_split": {}}')
+    assert caught.value.status_code == 400 and caught.value.error_code == "BAD_REQUEST"
+    table = pa.table({"when": pa.array([0, 1], type=pa.timestamp("s"))})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    with pytest.raises(InvalidInputError, match="'when'.*timestamp.*as JSON"):
+        decode_frame(sink.getvalue().to_pybytes())
+
+
+def test_a_model_may_write_to_the_frame_it_receives():
+    arrived = through_arrow(pd.DataFrame({"x": [1.0, 2.0], "n": [1, 2]}))
+    arrived["x"] *= 2  # Arrow's own buffers are read-only: the frame must not be built on them
+    arrived.iloc[0, 1] = 7
+    assert arrived["x"].tolist() == [2.0, 4.0] and arrived["n"].tolist() == [7, 2]
+
+
+# --------------------------------------------------------------------------------------------------
+# Batch scoring chooses the body
+
+
+class _ScoringServer(ThreadingHTTPServer):
+    """An MLflow-protocol server on 127.0.0.1 that answers 415 to Arrow bodies, as MLflow's does."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.content_types: list[str] = []
+        self.lock = threading.Lock()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _ScoringServer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        content_type = self.headers.get("Content-Type", "")
+        with self.server.lock:
+            self.server.content_types.append(content_type)
+        if content_type != "application/json":
+            answer, status, kind = b"Content type must be application/json or text/csv", 415, "text/plain"
+        else:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            rows = body["dataframe_split"]["data"]
+            answer, status, kind = json.dumps({"predictions": [sum(row) for row in rows]}).encode(), 200, "application/json"
+        if status == 415:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+@pytest.fixture
+def server_without_arrow():
+    server = _ScoringServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_route_to_a_server_that_answers_415_to_arrow_goes_on_in_json(server_without_arrow):
+    client = get_deploy_client(f"serving+http://127.0.0.1:{server_without_arrow.server_address[1]}")
+    plain = client.batch_http_route()
+    assert plain is not None and plain.arrow is False  # a remote MLflow server is sent JSON
+    client.batch_http_route = lambda **target: dataclasses.replace(plain, arrow=True)  # a route that claims Arrow
+    frame = pd.DataFrame({"a": np.arange(100.0), "b": np.ones(100)})
+    scored = batch_predict(client, frame, chunk_size=10, concurrency=1)
+    assert scored["prediction"].tolist() == (frame["a"] + 1).tolist()
+    seen = server_without_arrow.content_types
+    # The chunks already under way when the first 415 came back (at most 2 * concurrency) went as
+    # Arrow; every chunk was then answered once, as JSON, and nothing after them was sent as Arrow.
+    assert seen[0] == CONTENT_TYPE_ARROW and 1 <= seen.count(CONTENT_TYPE_ARROW) <= 2
+    assert seen.count("application/json") == 10 and len(seen) == 10 + seen.count(CONTENT_TYPE_ARROW)
+
+
+def test_batch_scoring_sends_a_local_server_arrow_and_gets_the_json_answers(tmp_path):
+    (tmp_path / "model.py").write_text(
+        "def score(frame):\n"
+        "    assert frame.dtypes.astype(str).tolist()[:3] == ['float64', 'int64', 'bool'], frame.dtypes\n"
+        "    return (frame['x'].fillna(-1) * frame['n'] + frame['flag'] + frame['name'].str.len().fillna(0)).to_numpy()\n"
+    )
+    frame = pd.DataFrame(
+        {
+            "x": np.where(np.arange(500) % 7 == 0, np.nan, np.arange(500) / 3),
+            "n": np.arange(500) % 5,
+            "flag": np.arange(500) % 2 == 0,
+            "name": np.array([None if i % 11 == 0 else "ab"[: i % 3] for i in range(500)], dtype=object),
+        }
+    )
+    with local_home(tmp_path / "state") as home, local_client(home) as client:
+        client.create_deployment("arrow", f"python:{tmp_path / 'model.py'}:score")
+        route = client.batch_http_route("arrow")
+        assert route.arrow is True
+        assert encode_frame(frame.iloc[:100]) is not None  # these chunks go as Arrow
+        scored = batch_predict(client, frame, deployment_name="arrow", chunk_size=100)
+        answered = client.predict("arrow", frame)["predictions"]  # one JSON request
+        np.testing.assert_array_equal(scored["prediction"].to_numpy(), np.asarray(answered))
+        client.delete_deployment("arrow")
