@@ -11,6 +11,7 @@ code, always wins). The entries::
     serving        -> deployflow.mlflow_plugin:serving
     serving+http   -> deployflow.mlflow_plugin:serving    (MLflow names a target by the whole scheme)
     serving+https  -> deployflow.mlflow_plugin:serving
+    v2, v2+http, v2+https -> deployflow.mlflow_plugin:v2 (Open Inference Protocol servers)
 
 Then MLflow's own CLI and API drive deployflow's targets::
 
@@ -60,6 +61,7 @@ __all__ = ["PLUGINS", "plugin"]
 PLUGINS: dict[str, str] = {
     "local": "LocalMlflowDeploymentClient",
     "serving": "ServingMlflowDeploymentClient",
+    "v2": "V2MlflowDeploymentClient",
     "sagemaker": "SagemakerMlflowDeploymentClient",
 }
 

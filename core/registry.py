@@ -49,6 +49,7 @@ MLFLOW_ENTRY_POINT_GROUP = "mlflow.deployments"
 #: cannot be imported.
 BUILTIN_TARGETS: dict[str, tuple[str, str | None]] = {
     "serving": ("deployflow.targets.serving", None),
+    "v2": ("deployflow.targets.v2", None),
     "local": ("deployflow.targets.local", "local"),
     "databricks": ("deployflow.targets.databricks", None),
     "http": ("deployflow.targets.gateway", None),

@@ -29,6 +29,10 @@ class HttpRoute:
     connection failure, for services whose address can change (a local deployment restarted by an
     update). ``arrow``: the service also reads chunks as Arrow IPC streams (deployflow's own servers:
     see :mod:`deployflow.arrow_chunks`); batch scoring then sends the chunks Arrow carries exactly that way.
+    ``encode`` and ``decode`` (optional) are the target's own protocol for a chunk: ``encode(frame,
+    params) -> (body, content_type)`` and ``decode(body) -> PredictionsResponse``; without them chunks
+    travel in MLflow's scoring protocol (:func:`deployflow.payloads.encode_request` /
+    :func:`~deployflow.payloads.decode_response`).
     """
 
     url: str
@@ -38,6 +42,8 @@ class HttpRoute:
     idempotent: bool = False
     retry_statuses: frozenset[int] | None = None
     arrow: bool = False
+    encode: Callable[[Any, Mapping[str, Any] | None], tuple[bytes, str]] | None = None
+    decode: Callable[[bytes], Any] | None = None
 
     def __repr__(self) -> str:  # the headers may hold a token
         return f"HttpRoute({redact(self.url)!r})"

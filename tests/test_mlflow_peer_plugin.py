@@ -112,7 +112,8 @@ def test_deployflow_resolves_the_plugin_names_to_its_own_builtins() -> None:
     from deployflow import mlflow_plugin
 
     entries = _pyproject_entry_points()
-    assert set(entries) == {"local", "serving", "serving+http", "serving+https", "deployflow-sagemaker"}
+    assert set(entries) == {"local", "serving", "serving+http", "serving+https", "deployflow-sagemaker",
+                            "v2", "v2+http", "v2+https"}
     for name, value in entries.items():
         module, _, attribute = value.partition(":")
         assert module == "deployflow.mlflow_plugin" and attribute in mlflow_plugin.PLUGINS
@@ -135,7 +136,7 @@ def test_mlflow_keeps_its_own_targets_and_loads_ours(peer: Peer) -> None:
         theirs = sorted({ep.name for d in metadata.distributions() if (d.metadata["Name"] or "").lower().startswith("mlflow")
                          for ep in d.entry_points if ep.group == "mlflow.deployments"} | {"sagemaker"})
         found = {}
-        for name in ("local", "serving", "serving+http", "serving+https"):
+        for name in ("local", "serving", "serving+http", "serving+https", "v2+http"):
             plugin = interface.plugin_store[name]  # MLflow's own check: run_local, target_help, one client
             found[name] = [n for n in dir(plugin) if not n.startswith("_")]
         print(json.dumps({
@@ -152,6 +153,7 @@ def test_mlflow_keeps_its_own_targets_and_loads_ours(peer: Peer) -> None:
     assert all(value is None or value.startswith("mlflow.") for value in result["values"].values()), result["values"]
     assert result["found"]["local"] == ["LocalMlflowDeploymentClient", "run_local", "target_help"]
     assert result["found"]["serving+https"] == ["ServingMlflowDeploymentClient", "run_local", "target_help"]
+    assert result["found"]["v2+http"] == ["V2MlflowDeploymentClient", "run_local", "target_help"]
 
 
 def test_importing_the_plugin_imports_no_mlflow_and_deployflow_keeps_its_builtins(peer: Peer, tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ def run_pipelined(
     io = LoopThread("deployflow-batch-io")
     edge = AsyncHttpTransport(settings=settings, limit=concurrency)
     state = {"route": route, "arrow": route.arrow and not scorer.params}
+    encode = route.encode or (lambda frame, params: encode_request(frame, params=params))
+    decode = route.decode
 
     def moved(sent_to: str) -> str | None:
         """After a connection failure: the route's URL now, looked up once per move (runs on the loop)."""
@@ -107,7 +109,7 @@ def run_pipelined(
         body = encode_frame(features) if state["arrow"] else None
         if body is not None:
             return _Pending(chunk, io.submit(post(body, CONTENT_TYPE_ARROW)), arrow=True)
-        body, content_type = encode_request(features, params=scorer.params)
+        body, content_type = encode(features, scorer.params)
         return _Pending(chunk, io.submit(post(body, content_type)))
 
     def finish(pending: _Pending) -> None:
@@ -121,7 +123,7 @@ def run_pipelined(
                 # The server does not read Arrow (it answered before reading the body): JSON from now on.
                 logger.info("The scoring server does not read Arrow bodies; sending chunks as JSON")
                 state["arrow"] = False
-                body, content_type = encode_request(scorer.features(chunk.frame), params=scorer.params)
+                body, content_type = encode(scorer.features(chunk.frame), scorer.params)
                 answer = io.submit(post(body, content_type)).result()
         except DeploymentError as error:
             if isinstance(error, InvalidInputError) and scorer.isolate_bad_rows:
@@ -131,7 +133,7 @@ def run_pipelined(
         if answer is None:
             result = scorer.score(chunk)  # bisects through client.predict, as the general path does
         else:
-            predictions = _predictions(answer.content, len(chunk.frame), scorer, chunk.start)
+            predictions = _predictions(answer.content, len(chunk.frame), scorer, chunk.start, decode)
             result = ChunkResult(chunk, scorer.kept(chunk), predictions, scorer.prediction_column)
         deliver(result)
         on_progress(chunk, len(result.errors))
@@ -180,7 +182,7 @@ def score_chunks(
         run_pipelined(chunks, scorer, route, concurrency=concurrency, skip=skip, deliver=deliver, on_progress=on_progress)
 
 
-def _predictions(content: bytes, rows: int, scorer: ChunkScorer, start: int) -> Any:
+def _predictions(content: bytes, rows: int, scorer: ChunkScorer, start: int, decode: Callable[[bytes], Any] | None = None) -> Any:
     from ..payloads import decode_response
 
-    return parse_predictions(decode_response(content), rows, scorer.prediction_column, start)
+    return parse_predictions((decode or decode_response)(content), rows, scorer.prediction_column, start)

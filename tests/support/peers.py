@@ -16,6 +16,16 @@ deployflow in editable mode with its ``local`` extra, so MLflow's CLI finds depl
   whole pip log goes to ``.venv-peers/mlflow.build.log``.
 * :class:`PeerUnavailable` (the caller skips) is raised only when pip could not reach the package index;
   any other failure raises :class:`PeerBuildError`, which fails the test.
+
+The MLServer peer lives in ``.venv-peers/mlserver``: ``mlserver`` and ``mlserver-sklearn`` at
+:data:`MLSERVER_VERSION`, with this environment's scikit-learn and numpy pinned, so a model trained and
+saved with joblib here loads over there. It holds no deployflow (MLServer is the server the ``v2`` target
+is tested against, not a client), so its stamp ignores ``pyproject.toml``. Built and reused by the same
+rules as the MLflow peer. :func:`start_mlserver` runs ``mlserver start`` on 127.0.0.1 from it.
+
+The tritonclient peer lives in ``.venv-peers/tritonclient``: ``tritonclient[http]`` at
+:data:`TRITONCLIENT_VERSION`, a real V2 client for tests to run as a program (it brings gevent, which is
+kept out of the test process).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -35,18 +46,28 @@ from pathlib import Path
 
 __all__ = [
     "MLFLOW_VERSION",
+    "MLSERVER_VERSION",
     "PEERS_ROOT",
+    "TRITONCLIENT_VERSION",
+    "MLServerProcess",
     "Peer",
     "PeerBuildError",
     "PeerUnavailable",
     "mlflow_peer",
     "mlflow_requirements",
+    "mlserver_peer",
+    "mlserver_requirements",
     "progress_printer",
+    "start_mlserver",
+    "tritonclient_peer",
+    "tritonclient_requirements",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
 PEERS_ROOT = REPO / ".venv-peers"
 MLFLOW_VERSION = "3.17.2"
+MLSERVER_VERSION = "1.7.1"
+TRITONCLIENT_VERSION = "2.73.0"
 
 #: Words in pip's output that mean the package index could not be reached (not that a package is bad).
 _UNREACHABLE_MARKERS = (
@@ -141,6 +162,26 @@ def mlflow_requirements() -> tuple[str, ...]:
     )
 
 
+def mlserver_requirements() -> tuple[str, ...]:
+    """What the MLServer peer is built from (the stamp compares this tuple)."""
+    return (
+        f"mlserver=={MLSERVER_VERSION}",
+        f"mlserver-sklearn=={MLSERVER_VERSION}",
+        _pin_as_here("scikit-learn"),
+        _pin_as_here("numpy"),
+        f"python {sys.version_info.major}.{sys.version_info.minor}",
+    )
+
+
+def tritonclient_requirements() -> tuple[str, ...]:
+    """What the tritonclient peer is built from."""
+    return (
+        f"tritonclient[http]=={TRITONCLIENT_VERSION}",
+        _pin_as_here("numpy"),
+        f"python {sys.version_info.major}.{sys.version_info.minor}",
+    )
+
+
 def _project_hash() -> str:
     return hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
 
@@ -166,7 +207,110 @@ _build_lock = threading.Lock()
 
 def mlflow_peer(report: Report = print) -> Peer:
     """The MLflow peer venv, built or refreshed first when needed (see the module docstring)."""
-    return _ensure(PEERS_ROOT / "mlflow", mlflow_requirements(), report)
+    return _ensure(
+        PEERS_ROOT / "mlflow", mlflow_requirements(), report,
+        check="import mlflow, sklearn, xgboost, lightgbm, deployflow; print(mlflow.__version__)",
+        holds_deployflow=True,
+    )
+
+
+def mlserver_peer(report: Report = print) -> Peer:
+    """The MLServer peer venv (``mlserver start`` is ``peer.bin("mlserver")``), built first when needed."""
+    return _ensure(
+        PEERS_ROOT / "mlserver", mlserver_requirements(), report,
+        check="import mlserver, mlserver_sklearn, sklearn; print(mlserver.__version__)",
+        holds_deployflow=False,
+    )
+
+
+def tritonclient_peer(report: Report = print) -> Peer:
+    """The tritonclient peer venv (``peer.run(["python", script, ...])``), built first when needed."""
+    return _ensure(
+        PEERS_ROOT / "tritonclient", tritonclient_requirements(), report,
+        check="import tritonclient.http, numpy; print('ok')",
+        holds_deployflow=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class MLServerProcess:
+    """A running ``mlserver start DIR`` (see :func:`start_mlserver`)."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def start_mlserver(
+    peer: Peer, directory: Path, *, ready_models: Sequence[str] = (), timeout: float = 180, attempts: int = 3,
+) -> MLServerProcess:
+    """Start MLServer on 127.0.0.1 serving the model folders under ``directory`` (each with its
+    ``model-settings.json``), and wait until it is live and every model in ``ready_models`` is ready.
+
+    ``settings.json`` is written here: host 127.0.0.1, free HTTP and gRPC ports, no metrics server, no
+    parallel workers (models load in the server process). A port taken between choosing it and MLServer
+    binding it is retried with new ports (up to ``attempts`` starts). The server's output goes to
+    ``directory/mlserver.log``; a server that exits or is not ready in ``timeout`` seconds raises with
+    that log's tail.
+    """
+    import urllib.error
+    import urllib.request
+
+    log = directory / "mlserver.log"
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        settings = {
+            "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_endpoint": None,
+            "parallel_workers": 0, "debug": False,
+        }
+        (directory / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [str(peer.bin("mlserver")), "start", str(directory)], stdout=sink, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=peer.environment(), cwd=str(directory),
+            )
+        server = MLServerProcess(process, f"http://127.0.0.1:{port}", log)
+        deadline = time.monotonic() + timeout
+        waiting = ["/v2/health/live", *(f"/v2/models/{name}/ready" for name in ready_models)]
+        while waiting and process.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(server.url + waiting[0], timeout=5) as answer:
+                    if answer.status == 200:
+                        waiting.pop(0)
+                        continue
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.2)
+        if not waiting:
+            return server
+        server.stop()
+        text = server.log_text()
+        if "address already in use" in text.lower() and attempt < attempts:
+            continue
+        state = f"exited with {process.returncode}" if process.returncode is not None else f"not ready in {timeout} s"
+        raise PeerBuildError(f"MLServer in {directory} {state}; waiting for {waiting[0]}. Log tail:\n{text[-4000:]}")
+    raise AssertionError("unreachable")
 
 
 def _read_stamp(root: Path) -> dict | None:
@@ -176,7 +320,7 @@ def _read_stamp(root: Path) -> dict | None:
         return None
 
 
-def _ensure(root: Path, requirements: tuple[str, ...], report: Report) -> Peer:
+def _ensure(root: Path, requirements: tuple[str, ...], report: Report, *, check: str, holds_deployflow: bool) -> Peer:
     from filelock import FileLock
 
     PEERS_ROOT.mkdir(parents=True, exist_ok=True)
@@ -184,7 +328,7 @@ def _ensure(root: Path, requirements: tuple[str, ...], report: Report) -> Peer:
     with _build_lock, FileLock(str(root) + ".lock"):
         stamp = _read_stamp(root)
         if stamp is not None and stamp.get("requirements") == list(requirements) and peer.python.exists():
-            if stamp.get("project") != _project_hash():
+            if holds_deployflow and stamp.get("project") != _project_hash():
                 report(f"{root.name}: pyproject.toml changed; re-installing deployflow in {root}")
                 _pip(peer, ["install", "-e", f"{REPO}[local]"], report, root)
                 _write_stamp(root, requirements)
@@ -203,7 +347,7 @@ def _ensure(root: Path, requirements: tuple[str, ...], report: Report) -> Peer:
         _pip(peer, args, report, root)
         _run_step(
             report, root,
-            [str(peer.python), "-c", "import mlflow, sklearn, xgboost, lightgbm, deployflow; print(mlflow.__version__)"],
+            [str(peer.python), "-c", check],
             "import the installed packages",
         )
         _write_stamp(root, requirements)
@@ -264,7 +408,7 @@ def _pip(peer: Peer, args: list[str], report: Report, root: Path) -> None:
         gave_up = "Could not find a version" in text or "No matching distribution" in text or "ERROR: " not in text
         if gave_up and any(marker in text for marker in _UNREACHABLE_MARKERS):
             raise PeerUnavailable(
-                f"the package index is unreachable, so the MLflow {MLFLOW_VERSION} side venv cannot be "
+                f"the package index is unreachable, so the side venv {root} cannot be "
                 f"built (pip said: {_first_marker_line(lines)}); see {_log_path(root)}"
             )
         raise PeerBuildError(f"pip {' '.join(args)} failed with exit {code} (log: {_log_path(root)}):\n{tail}")
