@@ -264,7 +264,9 @@ def test_spec_defaults():
         ({"name": ""}, "'name' must be a non-empty string"),
         ({"model_uri": None}, "'model_uri' must be a non-empty string"),
         ({"port": 70000}, "'port' must be an integer from 0 to 65535"),
-        ({"port": "80"}, "'port'"),
+        ({"port": "eighty"}, "'port'"),
+        ({"max_queued_bytes": 10, "max_request_bytes": 11}, "max_queued_bytes .* is smaller than max_request_bytes"),
+        ({"header_timeout": 0}, "'header_timeout'"),
         ({"workers": 0}, "'workers'"),
         ({"max_request_bytes": True}, "'max_request_bytes'"),
         ({"request_timeout": -1}, "'request_timeout'"),
@@ -419,8 +421,8 @@ def test_two_workers_share_one_port(tmp_path):
         import psutil
 
         children = psutil.Process(server.process.pid).children()
-        # multiprocessing also starts a resource tracker; the workers are the spawn_main children.
-        workers = [child for child in children if "spawn_main" in " ".join(child.cmdline())]
+        # The workers are fresh interpreters running the workers module (never forks of the supervisor).
+        workers = [child for child in children if "deployflow.targets.local.workers" in child.cmdline()]
         assert len(workers) == 2
         assert server.stop() == 0
 

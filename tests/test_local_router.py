@@ -172,3 +172,40 @@ def test_a_slow_upstream_is_a_deadline_exceeded(router, scripted):
     assert status == 504 and json.loads(body)["error_code"] == "DEADLINE_EXCEEDED"
     assert "x-deployflow-deployment" not in headers
     assert time.monotonic() - started < REQUEST_TIMEOUT + 2.0 and len(scripted.requests) == 1
+
+
+def test_a_declared_body_over_the_limit_is_a_413_at_once(router, scripted):
+    """The server's rule, in the router: the Content-Length is checked before any of the body is read."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as sock:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 209715200\r\n\r\n")  # 200 MiB declared, nothing sent
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert json.loads(body)["error_code"] == "RESOURCE_LIMIT_EXCEEDED"
+    assert scripted.requests == []
+
+
+def test_a_bad_content_length_is_a_400(router, scripted):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as sock:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert scripted.requests == []
+
+
+def test_the_ready_file_has_the_servers_format(router):
+    """One ready-file format for servers and routers (.serving.ready_record): started_at in epoch seconds."""
+    ready = read_json(router.ready_file)
+    assert set(ready) == {"pid", "host", "port", "url", "flavor", "started_at"}
+    assert isinstance(ready["started_at"], float) and abs(ready["started_at"] - time.time()) < 3600
+    assert ready["url"] == f"http://127.0.0.1:{router.port}" and ready["flavor"] is None

@@ -87,6 +87,17 @@ predict(name | endpoint=E, inputs): inputs as deployflow.payloads.encode_request
 array, list, or a dict in protocol form). To pass model params use the protocol form:
     {{"inputs": [[1, 2]], "params": {{"k": 3}}}}
 
+Who can reach what: scoring is open on loopback (the default host), as with `mlflow models serve`;
+another host needs auth_token (deployments) or allow_unauthenticated=true (logged at WARNING).
+A router's /-/routes, /-/reload and /metrics need its control secret: the file control.secret (mode
+0600) in the router's directory under the state directory. GET /metrics (Prometheus text) on servers
+needs the deployment's token when it has one. Loading a pickle, joblib or python: model runs its code:
+serve only models you trust, and treat a templated model_uri as code execution.
+
+Overload: past max_queue requests (or max_queued_bytes of bodies) a process answers 503 with
+Retry-After; slow headers, bodies and idle connections are closed (header_timeout, body_timeout,
+keepalive_timeout); past limit_concurrency connections uvicorn answers 503.
+
 States: PENDING (starting or being updated), READY (serving), FAILED (the process exited or was
 killed; the reason names the pid and the log file; or its last update failed, while the previous
 server keeps serving, until an update succeeds). run_local(name, model_uri) serves in the

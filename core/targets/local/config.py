@@ -1,5 +1,18 @@
 """Validation of the ``local`` target's names, deployment config and endpoint config.
 
+Trust boundary. Loading a model runs code: a pickle or joblib file, a cloudpickle MLflow model and a
+``python:module:attribute`` reference all execute what their author wrote, with the rights of the
+process that serves them. Serve only models you would run as a program; a ``model_uri`` built from
+input (a templated pipeline parameter) is code execution for whoever controls that input.
+
+Who can reach what. Scoring is open on loopback (``host: 127.0.0.1``, the default), as with
+``mlflow models serve``; a deployment's ``auth_token`` makes its server require
+``Authorization: Bearer <token>``. A deployment or endpoint on any other address is refused unless it
+has an ``auth_token`` or its config says ``allow_unauthenticated: true`` (then its process logs a
+WARNING). An endpoint's router forwards the caller's ``Authorization`` header to the deployments,
+which check it; its control paths (``/-/reload``, ``/-/routes``, ``/metrics``) always need its
+per-endpoint control secret (:mod:`.control`).
+
 Every value may arrive as a string (the CLI passes each ``-C key=value`` as text), so each key has a
 coercion: ``"8080"`` becomes ``8080``, ``"false"`` becomes ``False``, ``"1.5"`` becomes ``1.5``. A key
 nobody knows, or a value that does not fit, raises :class:`~deployflow.errors.InvalidInputError` naming
@@ -24,6 +37,7 @@ __all__ = [
     "DEPLOYMENT_KEYS",
     "ENDPOINT_KEYS",
     "ENDPOINT_UPDATABLE_KEYS",
+    "check_exposure",
     "check_name",
     "deployment_config",
     "endpoint_config",
@@ -69,6 +83,15 @@ def _seconds(key: str, value: object) -> float:
 
 def _boolean(key: str, value: object) -> bool:
     return as_bool(value, f"Config key {key!r}")
+
+
+def _optional(coerce: Callable[[str, object], Any]) -> Callable[[str, object], Any]:
+    def optional(key: str, value: object) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+            return None
+        return coerce(key, value)
+
+    return optional
 
 
 def _host(key: str, value: object) -> str:
@@ -127,6 +150,31 @@ _COMMON_KEYS = [
         "seconds a stopping process gets to finish in-flight requests before it is killed (default 30)",
     ),
     ConfigKey("log_level", "info", _log_level, "log level of the process: " + ", ".join(_LOG_LEVELS)),
+    ConfigKey(
+        "max_queue",
+        None,
+        _optional(_integer(1)),
+        "requests admitted and not answered yet, past which the process answers 503 with Retry-After "
+        "(default 64 per worker)",
+    ),
+    ConfigKey(
+        "max_queued_bytes",
+        None,
+        _optional(_integer(1)),
+        "body bytes those requests may hold together (default 256 MiB, or max_request_bytes if larger)",
+    ),
+    ConfigKey("header_timeout", 10.0, _seconds, "seconds for a request's headers to arrive (default 10)"),
+    ConfigKey("body_timeout", 30.0, _seconds, "seconds for a request's body to arrive after its headers (default 30)"),
+    ConfigKey("keepalive_timeout", 5.0, _seconds, "seconds a connection may stay idle before it is closed (default 5)"),
+    ConfigKey(
+        "limit_concurrency", 1000, _integer(1), "open connections past which the process answers 503 (default 1000)"
+    ),
+    ConfigKey(
+        "allow_unauthenticated",
+        False,
+        _boolean,
+        "true: accept a host beyond loopback without an auth_token (logged at WARNING); otherwise refused",
+    ),
     ConfigKey(
         "wait",
         True,
@@ -187,13 +235,37 @@ def _validated(config: Mapping[str, Any] | None, keys: Mapping[str, ConfigKey], 
 
 def deployment_config(config: Mapping[str, Any] | None, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The full, typed config of a deployment: ``base`` (an earlier full config) or the defaults, with
-    the validated keys of ``config`` on top."""
+    the validated keys of ``config`` on top. The caller checks the host with :func:`check_exposure`
+    once it knows the token."""
     given = _validated(config, DEPLOYMENT_KEYS, "deployment")
     merged = {name: key.default for name, key in DEPLOYMENT_KEYS.items()}
     if base:
         merged.update({name: value for name, value in base.items() if name in DEPLOYMENT_KEYS})
     merged.update(given)
+    _check_queue(merged)
     return merged
+
+
+def check_exposure(config: Mapping[str, Any], what: str, *, credential: bool) -> None:
+    """Refuse a ``host`` beyond loopback without a credential unless ``allow_unauthenticated`` is true."""
+    from .serving import is_loopback
+
+    if is_loopback(config["host"]) or credential or config.get("allow_unauthenticated"):
+        return
+    hint = "set config key 'auth_token', or " if what == "deployment" else ""
+    raise InvalidInputError(
+        f"A {what} on host {config['host']!r} could be reached from beyond this machine without an auth token: "
+        f"{hint}set 'allow_unauthenticated: true' to accept that"
+    )
+
+
+def _check_queue(config: Mapping[str, Any]) -> None:
+    queued = config.get("max_queued_bytes")
+    if queued is not None and queued < config["max_request_bytes"]:
+        raise InvalidInputError(
+            f"Config key 'max_queued_bytes' ({queued}) must be at least 'max_request_bytes' "
+            f"({config['max_request_bytes']}): the largest request allowed could never be admitted"
+        )
 
 
 def endpoint_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -205,6 +277,8 @@ def endpoint_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         )
     merged = {name: key.default for name, key in ENDPOINT_KEYS.items()}
     merged.update(given)
+    check_exposure(merged, "endpoint", credential=False)
+    _check_queue(merged)
     return merged
 
 

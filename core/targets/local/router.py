@@ -1,11 +1,11 @@
 """The endpoint router: a small ASGI app that spreads ``/invocations`` over deployments by traffic weight.
 
 Run as ``python -m deployflow.targets.local.router --spec /abs/spec.json``; the client starts it the way
-it starts model servers (new process, own port, ready file). spec.json::
+it starts model servers (new process, own port, ready file: :mod:`.serving`). spec.json::
 
     {"version": 1, "name": str, "state_file": "/abs/state.json", "host": "127.0.0.1", "port": 0,
      "max_request_bytes": int, "request_timeout": float, "ready_file": "/abs/ready.json",
-     "log_level": "info", "stop_timeout": float}
+     "log_level": "info", "stop_timeout": float, ...the connection limits of .serving.LIMIT_DEFAULTS}
 
 How it stays correct while things change:
 
@@ -19,11 +19,18 @@ How it stays correct while things change:
   requests. Should a request still meet a server that just stopped (connection refused, or a pooled
   connection closed without an answer), the router reloads and sends it again to the current URL:
   nothing was answered, and scoring has no side effects.
-* **Credentials** are not held by the router: it forwards the caller's ``Authorization`` header to the
-  deployment, which checks it.
+* **The same rules as a deployment server** (:mod:`.responses`, :mod:`.limits`): a declared
+  Content-Length over ``max_request_bytes`` is a 413 at once (a chunked body is counted as it comes),
+  an answer later than ``request_timeout`` a 504 ``DEADLINE_EXCEEDED``, a full queue (``max_queue``,
+  ``max_queued_bytes``) a 503 with ``Retry-After``, and slow headers, bodies or idle connections are
+  closed.
+* **Credentials.** Scoring credentials are not held by the router: it forwards the caller's
+  ``Authorization`` header to the deployment, which checks it. The paths that change or reveal the
+  router's state (``/-/reload``, ``/-/routes``, ``/metrics``) need its control secret
+  (:mod:`.control`); without one in its environment the router refuses them all.
 
-Other paths: ``GET /ping`` (200 while the router runs), ``GET /health`` (JSON: routes and their URLs),
-``GET /version``, ``GET /-/routes``.
+Other paths: ``GET /ping`` and ``GET /health`` (200 while the router runs), ``GET /version``.
+Forwarding goes through :mod:`.relay` (pooled keep-alive connections to the deployments).
 """
 
 from __future__ import annotations
@@ -32,67 +39,129 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from ... import __version__
+from ...jsoncodec import dumps, loads
+from ...redaction import get_logger
+from ...retry import as_int, as_number
+from . import responses
+from .control import take_secret
+from .limits import Admission
+from .relay import (
+    Relay,
+    UpstreamBadAnswer,
+    UpstreamDropped,
+    UpstreamRefused,
+    UpstreamTimeout,
+)
+from .responses import Response
+from .serving import (
+    BindError,
+    ServingLimits,
+    SpecError,
+    allow_unauthenticated,
+    bind_socket,
+    check_exposure,
+    parse_limits,
+    ready_record,
+    run,
+    uvicorn_config,
+    write_ready_file,
+)
 
-__all__ = ["RouterApp", "main"]
+__all__ = ["RouterApp", "RouterSpec", "main", "parse_router_spec"]
 
-_FORWARDED_REQUEST_HEADERS = (b"content-type", b"authorization", b"accept")
-_FORWARDED_RESPONSE_HEADERS = ("content-type", "retry-after")
+_MODULE = "deployflow.targets.local.router"
+_logger = get_logger(_MODULE)
+
+_FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"authorization", b"accept"})
+_INVOCATIONS = b"/invocations"
 # How long a request may keep looking for a serving upstream before the router answers 503.
 _RETRY_WINDOW_SECONDS = 5.0
+_LOG_LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 10, "trace": 5}
+_CONTROL_PATHS = frozenset({"/-/reload", "/-/routes", "/metrics"})
 
 
-class _TooLarge:
-    """Marks a request body past ``max_request_bytes``."""
+@dataclass(frozen=True)
+class RouterSpec:
+    """A validated router spec (see the module docstring)."""
+
+    name: str
+    state_file: str
+    ready_file: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_request_bytes: int = 100 * 1024 * 1024
+    request_timeout: float = 60.0
+    log_level: str = "info"
+    stop_timeout: float = 30.0
+    limits: ServingLimits | None = None
 
 
-_TOO_LARGE = _TooLarge()
-
-
-def _json(status: int, body: Any) -> tuple[int, bytes, bytes]:
-    return status, orjson.dumps(body), b"application/json"
-
-
-def _error(status: int, code: str, message: str) -> tuple[int, bytes, bytes]:
-    return _json(status, {"error_code": code, "message": message})
-
-
-def _response_headers(raw_headers: Any) -> dict[bytes, bytes]:
-    """The first value of each of ``_FORWARDED_RESPONSE_HEADERS`` in an upstream answer, as sent."""
-    wanted = {name.encode("ascii") for name in _FORWARDED_RESPONSE_HEADERS}
-    found: dict[bytes, bytes] = {}
-    for name, value in raw_headers:
-        name = name.lower()
-        if name in wanted and name not in found:
-            found[name] = value
-    return found
-
-
-def _undecodable(exc: BaseException) -> bool:
-    """Whether aiohttp failed on an answer's Content-Encoding rather than on the connection."""
-    from aiohttp.http_exceptions import ContentEncodingError
-
-    return isinstance(exc.__cause__, ContentEncodingError)
+def parse_router_spec(raw: Any) -> RouterSpec:
+    """Validate a router spec dict; raises :class:`~.serving.SpecError` naming the key."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"invalid router spec: expected a JSON object, got {type(raw).__name__}")
+    for key in ("name", "state_file", "ready_file"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise SpecError(f"invalid router spec: missing or non-string key {key!r}")
+    try:
+        host = raw.get("host", "127.0.0.1")
+        if not isinstance(host, str) or not host.strip():
+            raise SpecError(f"invalid router spec: key 'host' must be a non-empty string, got {host!r}")
+        max_request_bytes = as_int(raw.get("max_request_bytes", 100 * 1024 * 1024), "key 'max_request_bytes'",
+                                   minimum=1)
+        level = str(raw.get("log_level", "info")).lower()
+        if level not in _LOG_LEVELS:
+            raise SpecError(f"invalid router spec: key 'log_level' must be one of {', '.join(_LOG_LEVELS)}")
+        spec = RouterSpec(
+            name=raw["name"],
+            state_file=raw["state_file"],
+            ready_file=raw["ready_file"],
+            host=host.strip(),
+            port=as_int(raw.get("port", 0), "key 'port'", minimum=0, maximum=65535),
+            max_request_bytes=max_request_bytes,
+            request_timeout=as_number(raw.get("request_timeout", 60.0), "key 'request_timeout'", positive=True),
+            log_level=level,
+            stop_timeout=as_number(raw.get("stop_timeout", 30.0), "key 'stop_timeout'", positive=True),
+            limits=parse_limits(raw, workers=1, max_request_bytes=max_request_bytes),
+        )
+    except SpecError:
+        raise
+    except Exception as exc:  # InvalidInputError from the coercions
+        raise SpecError(f"invalid router spec: {getattr(exc, 'message', exc)}") from exc
+    check_exposure(spec.host, credential=False, allowed=allow_unauthenticated(raw),
+                   what=f"The router of endpoint {spec.name!r}", logger=_logger)
+    return spec
 
 
 class RouterApp:
     """The ASGI application of one endpoint's router."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.name: str = spec["name"]
-        self.state_file: str = spec["state_file"]
-        self.max_request_bytes: int = int(spec.get("max_request_bytes", 100 * 1024 * 1024))
-        self.request_timeout: float = float(spec.get("request_timeout", 60.0))
-        self.revision: int = -1
+    def __init__(self, spec: Mapping[str, Any] | RouterSpec, *, control_secret: bytes | None = None) -> None:
+        if not isinstance(spec, RouterSpec):
+            spec = parse_router_spec(spec)
+        limits = spec.limits or parse_limits({}, workers=1, max_request_bytes=spec.max_request_bytes)
+        self.name = spec.name
+        self.state_file = spec.state_file
+        self.max_request_bytes = spec.max_request_bytes
+        self.request_timeout = spec.request_timeout
+        self.revision = -1
         self.routes: list[dict[str, Any]] = []
+        self.admission = Admission(limits.max_queue, limits.max_queued_bytes)
+        self.metrics: Any = None  # set by the process entry when prometheus_client is installed
+        self._secret = control_secret
         self._file_identity: tuple[int, int, int] | None = None
         self._unresolved = True
-        self._session: Any = None  # aiohttp.ClientSession, made at startup inside the event loop
+        self._relay = Relay()
+        self._too_large = responses.too_large(spec.max_request_bytes)
+        self._timed_out = responses.timed_out(spec.request_timeout)
+        self._unauthorized = responses.unauthorized(f"The control paths of endpoint {spec.name!r}")
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -128,6 +197,8 @@ class RouterApp:
     def choose(self, avoid: set[str]) -> dict[str, Any] | None:
         """Pick a route by weight among those with a URL, preferring URLs that have not just failed."""
         usable = [r for r in self.routes if r["traffic"] > 0 and r["url"]]
+        if len(usable) == 1 and not avoid:
+            return usable[0]
         fresh = [r for r in usable if r["url"] not in avoid] or usable
         if not fresh:
             return None
@@ -136,105 +207,114 @@ class RouterApp:
     # -- ASGI -----------------------------------------------------------------------------------
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await self._lifespan(receive, send)
             return
         method, path = scope["method"], scope["path"]
-        extra_headers: list[tuple[bytes, bytes]] = []
+        started = time.perf_counter()
         if path == "/invocations":
             if method != "POST":
-                status, body, content_type = _error(405, "BAD_REQUEST", "use POST for /invocations")
+                response = responses.json_error(405, "BAD_REQUEST", "use POST for /invocations")
             else:
-                status, body, content_type, extra_headers = await self._invocations(scope, receive)
-        elif path in ("/ping", "/health", "/version", "/-/routes", "/-/reload"):
-            status, body, content_type = self._control(method, path)
+                response = await self._invocations(scope, receive)
+        elif path in ("/ping", "/health"):
+            response = (200, [responses.TEXT_TYPE, (b"content-length", b"1")], b"\n")
+        elif path == "/version":
+            response = responses.text(200, __version__)
+        elif path in _CONTROL_PATHS:
+            response = self._control(method, path, scope)
         else:
-            status, body, content_type = _error(404, "ENDPOINT_NOT_FOUND", f"no such path: {path}")
-        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers + extra_headers})
-        await send({"type": "http.response.body", "body": body})
+            response = responses.json_error(404, "ENDPOINT_NOT_FOUND", f"no such path: {path}")
+        await responses.send(send, response)
+        if self.metrics is not None:
+            self.metrics.observe_router(path, response, time.perf_counter() - started)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
-        import aiohttp
-
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._session = aiohttp.ClientSession(
-                    # 200 connections in all, as many as needed to one deployment. Idle connections go
-                    # before the model servers' own keep-alive (uvicorn: 5 s) would close them.
-                    connector=aiohttp.TCPConnector(limit=200, limit_per_host=0, keepalive_timeout=4.0),
-                    # Connect within 5 s (waiting for a free connection first: up to request_timeout);
-                    # each wait for the answer, its headers then each part of its body, within
-                    # request_timeout. No bound on the whole exchange, as before.
-                    timeout=aiohttp.ClientTimeout(
-                        total=None,
-                        connect=self.request_timeout + 5.0,
-                        sock_connect=5.0,
-                        sock_read=self.request_timeout,
-                    ),
-                    trust_env=False,  # upstreams are local: never through a proxy from the environment
-                    cookie_jar=aiohttp.DummyCookieJar(),  # nothing an upstream sets may reach other callers
-                    # Bodies are read decoded, and forwarded (below) without their Content-Encoding.
-                    auto_decompress=True,
-                )
                 self.reload(force=True)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._session is not None:
-                    await self._session.close()
+                self._relay.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _control(self, method: str, path: str) -> tuple[int, bytes, bytes]:
+    def _control(self, method: str, path: str, scope: dict[str, Any]) -> Response:
+        if not responses.bearer_matches(responses.header(scope["headers"], b"authorization"), self._secret):
+            return self._unauthorized
         if path == "/-/reload":
             if method != "POST":
-                return _error(405, "BAD_REQUEST", "use POST for /-/reload")
+                return responses.json_error(405, "BAD_REQUEST", "use POST for /-/reload")
             self.reload(force=True)
-            return _json(200, {"revision": self.revision, "routes": self.routes})
+            return responses.ok_json(dumps({"revision": self.revision, "routes": self.routes}))
         if method != "GET":
-            return _error(405, "BAD_REQUEST", f"use GET for {path}")
-        if path == "/ping":
-            return 200, b"\n", b"text/plain; charset=utf-8"
-        if path == "/version":
-            from ... import __version__
-
-            return 200, __version__.encode(), b"text/plain; charset=utf-8"
+            return responses.json_error(405, "BAD_REQUEST", f"use GET for {path}")
+        if path == "/metrics":
+            if self.metrics is None:
+                return responses.json_error(404, "ENDPOINT_NOT_FOUND", "metrics need prometheus_client installed")
+            return self.metrics.render()
         self.reload()
-        return _json(200, {"endpoint": self.name, "revision": self.revision, "routes": self.routes})
+        return responses.ok_json(dumps({"endpoint": self.name, "revision": self.revision, "routes": self.routes}))
 
-    async def _read_body(self, receive: Any) -> bytes | None | _TooLarge:
+    async def _read_body(self, receive: Any, held: int) -> tuple[bytes | Response | None, int]:
+        """The body, or the answer refusing it, or ``None`` when the caller left; and the bytes counted."""
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return None
+                return None, held
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_request_bytes:
-                return _TOO_LARGE
+                return self._too_large, held
+            if size > held:
+                if not self.admission.grow(size - held):
+                    return responses.overloaded("body bytes queued, config key max_queued_bytes"), held
+                held = size
             chunks.append(chunk)
             if not message.get("more_body"):
-                return b"".join(chunks)
+                return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), held
 
-    async def _invocations(
-        self, scope: dict[str, Any], receive: Any
-    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-        import aiohttp
+    async def _invocations(self, scope: dict[str, Any], receive: Any) -> Response:
+        declared = 0
+        forwarded = []
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    return responses.bad_content_length()
+                if declared < 0:
+                    return responses.bad_content_length()
+                if declared > self.max_request_bytes:
+                    return self._too_large
+            elif name in _FORWARDED_REQUEST_HEADERS:
+                forwarded.append((name, value))
+        admission = self.admission
+        refusal = admission.refusal(declared)
+        if refusal is not None:
+            return responses.overloaded(refusal)
+        admission.admit(declared)
+        held = declared
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight.inc()
+        try:
+            body, held = await self._read_body(receive, held)
+            if body is None:
+                return responses.json_error(400, "BAD_REQUEST", "the client went away")
+            if isinstance(body, tuple):
+                return body
+            return await self._forward(forwarded, body)
+        finally:
+            admission.release(held)
+            if metrics is not None:
+                metrics.in_flight.dec()
 
-        body = await self._read_body(receive)
-        if body is None:
-            return (*_error(400, "BAD_REQUEST", "the client went away"), [])
-        if isinstance(body, _TooLarge):
-            return (*_error(413, "INVALID_PARAMETER_VALUE",
-                            f"request body larger than {self.max_request_bytes} bytes"), [])
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in scope["headers"]
-            if name.lower() in _FORWARDED_REQUEST_HEADERS
-        }
+    async def _forward(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
         deadline = time.monotonic() + _RETRY_WINDOW_SECONDS
         failed: set[str] = set()
         last_problem = "no routed deployment has a URL yet"
@@ -244,42 +324,46 @@ class RouterApp:
             route = self.choose(failed)
             if route is not None:
                 try:
-                    async with self._session.post(
-                        route["url"] + "/invocations",
-                        data=body,
-                        headers=headers,
-                        allow_redirects=False,  # an upstream's redirect goes back to the caller as it is
-                        skip_auto_headers=("Content-Type",),  # none unless the caller sent one
-                    ) as response:
-                        status, content = response.status, await response.read()
-                        answer_headers = _response_headers(response.raw_headers)
-                except asyncio.TimeoutError:
-                    # Connecting, or waiting for the answer (aiohttp's timeouts are TimeoutErrors, and
-                    # must be caught before the connection errors some of them also are).
-                    return (*_error(504, "DEADLINE_EXCEEDED",
-                                    f"deployment {route['deployment']!r} did not answer within "
-                                    f"{self.request_timeout:g} s"), [])
-                except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                    if _undecodable(exc):
-                        raise  # not a broken connection: sending again would not help (the caller gets 500)
-                    # Refused (ClientConnectorError), or a pooled connection closed by a server that is
-                    # stopping (ServerDisconnectedError, ClientOSError, ClientConnectionResetError, or a
-                    # ClientPayloadError for an answer cut short): send the request again once the
-                    # routes are fresh.
+                    status, answer_headers, content = await self._relay.post(
+                        route["url"], _INVOCATIONS, headers, body, self.request_timeout
+                    )
+                except UpstreamTimeout:
+                    self._upstream_error(route, "timeout")
+                    return self._timed_out
+                except UpstreamBadAnswer as exc:
+                    self._upstream_error(route, "bad_answer")
+                    return responses.json_error(
+                        502, "INTERNAL_ERROR", f"deployment {route['deployment']!r} gave an unreadable answer: {exc}"
+                    )
+                except (UpstreamRefused, UpstreamDropped) as exc:
+                    # Refused, or a pooled connection closed by a server that is stopping: send the
+                    # request again once the routes are fresh (nothing was answered).
+                    self._upstream_error(route, "refused" if isinstance(exc, UpstreamRefused) else "dropped")
                     failed.add(route["url"])
-                    last_problem = f"deployment {route['deployment']!r} at {route['url']}: {type(exc).__name__}"
+                    last_problem = f"deployment {route['deployment']!r} at {route['url']}: {exc}"
                     self.reload(force=True)
                 else:
-                    content_type = answer_headers.get(b"content-type", b"application/json")
-                    extra = [(b"x-deployflow-deployment", route["deployment"].encode())]
-                    if b"retry-after" in answer_headers:
-                        extra.append((b"retry-after", answer_headers[b"retry-after"]))
-                    return status, content, content_type, extra
+                    content_type = b"application/json"
+                    out = [(b"content-length", str(len(content)).encode())]
+                    for name, value in answer_headers:
+                        if name == b"content-type":
+                            content_type = value
+                        elif name == b"retry-after":
+                            out.append((name, value))
+                    out += [(b"content-type", content_type), (b"x-deployflow-deployment", route["deployment"].encode())]
+                    if self.metrics is not None:
+                        self.metrics.routed(route["deployment"], status)
+                    return status, out, content
             if time.monotonic() >= deadline:
-                return (*_error(503, "TEMPORARILY_UNAVAILABLE",
-                                f"endpoint {self.name!r} has no serving deployment: {last_problem}"), [])
+                return responses.json_error(
+                    503, "TEMPORARILY_UNAVAILABLE", f"endpoint {self.name!r} has no serving deployment: {last_problem}"
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+    def _upstream_error(self, route: Mapping[str, Any], kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_error(route["deployment"], kind)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,30 +371,21 @@ class RouterApp:
 # --------------------------------------------------------------------------------------------------
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted sockets inherit this (Linux): without it, an answer written as headers then body waits
-    # for the client's delayed ACK, about 40 ms per request on a kept-alive connection.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
+def _bind(host: str, port: int) -> Any:
+    """The router's listening socket (see :func:`.serving.bind_socket`)."""
+    return bind_socket(host, port)
 
 
-async def _serve(spec: dict[str, Any], sock: socket.socket) -> None:
+async def _serve(spec: RouterSpec, sock: Any, secret: bytes | None) -> None:
     import uvicorn
 
-    from .state import write_json_atomic
+    from .metrics import router_metrics
 
-    config = uvicorn.Config(
-        RouterApp(spec),
-        log_level=spec.get("log_level", "info"),
-        lifespan="on",
-        timeout_graceful_shutdown=float(spec.get("stop_timeout", 30.0)),
-        access_log=False,
+    assert spec.limits is not None
+    app = RouterApp(spec, control_secret=secret)
+    app.metrics = router_metrics(spec.name)
+    config = uvicorn_config(
+        app, spec.limits, log_level=_LOG_LEVELS[spec.log_level], graceful_seconds=spec.stop_timeout, lifespan="on"
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -319,45 +394,40 @@ async def _serve(spec: dict[str, Any], sock: socket.socket) -> None:
             await serving
             raise SystemExit(1)
         await asyncio.sleep(0.01)
-    host, port = sock.getsockname()[:2]
-    url_host = f"[{host}]" if ":" in host else host
-    write_json_atomic(
-        spec["ready_file"],
-        {
-            "pid": os.getpid(),
-            "host": host,
-            "port": port,
-            "url": f"http://{url_host}:{port}",
-            "flavor": None,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-    )
+    write_ready_file(spec.ready_file, ready_record(spec.host, sock, None))
     await serving
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the router process. Exit codes: 2 bad spec, 4 cannot bind."""
-    parser = argparse.ArgumentParser(prog="python -m deployflow.targets.local.router")
+    import logging
+
+    parser = argparse.ArgumentParser(prog=f"python -m {_MODULE}")
     parser.add_argument("--spec", required=True, help="absolute path of the router's spec.json")
     args = parser.parse_args(argv)
+    secret = take_secret()
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     try:
         with open(args.spec, "rb") as handle:
-            spec = orjson.loads(handle.read())
-        for key in ("name", "state_file", "ready_file"):
-            if not isinstance(spec.get(key), str):
-                raise ValueError(f"missing or non-string key {key!r}")
+            raw = loads(handle.read())
+        spec = parse_router_spec(raw)
+    except SpecError as exc:
+        print(f"deployflow router: {exc.message}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
         print(f"deployflow router: bad spec {args.spec}: {exc}", file=sys.stderr)
         return 2
-    host, port = spec.get("host", "127.0.0.1"), int(spec.get("port", 0))
+    logging.getLogger().setLevel(_LOG_LEVELS[spec.log_level])
     try:
-        sock = _bind(host, port)
-    except OSError as exc:
-        print(f"deployflow router: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        sock = _bind(spec.host, spec.port)
+    except BindError as exc:
+        print(f"deployflow router: cannot listen on {spec.host}:{spec.port}: {exc.message}", file=sys.stderr)
         return 4
-    asyncio.run(_serve(spec, sock))
+    run(_serve(spec, sock, secret))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from deployflow.targets.local.router import main as _main
+
+    sys.exit(_main())

@@ -34,13 +34,19 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypedDict
 
 import orjson
 
 from ...errors import DeploymentError, TransientError
 
 __all__ = [
+    "DeploymentRecord",
+    "EndpointRecord",
+    "OperationRecord",
+    "ProcessRecord",
+    "RouteRecord",
+    "StateDocument",
     "STATE_VERSION",
     "StateStore",
     "empty_state",
@@ -51,6 +57,84 @@ __all__ = [
     "process_url",
     "now_iso",
 ]
+
+class ProcessRecord(TypedDict, total=False):
+    """How to find and verify one server, router or rollover process (see the module docstring).
+
+    ``url`` is ``None`` until the process wrote its ready file and a caller recorded it; ``ready`` (a
+    server's) is that ready file: ``{"pid", "host", "port", "url", "flavor", "started_at"}``, with
+    ``started_at`` in seconds since the epoch. ``started_at`` here is when it was spawned (ISO-8601)."""
+
+    pid: int
+    create_time: float | None
+    generation: str
+    dir: str
+    spec_path: str
+    ready_file: str
+    log_path: str
+    url: str | None
+    started_at: str
+    ready: dict[str, Any]
+
+
+class OperationRecord(TypedDict, total=False):
+    """A caller in the middle of a create or update: live while its owner (or ``helper``) runs."""
+
+    kind: str  # "create" or "update"
+    id: str
+    owner_pid: int
+    owner_create_time: float | None
+    started_at: str
+    target: dict[str, Any]  # an update's outcome: model_uri, flavor, config, auth
+    helper: ProcessRecord  # the rollover process an update that did not wait was handed to
+
+
+class RouteRecord(TypedDict):
+    """One route of an endpoint: a deployment and its percent of requests (the percents add up to 100)."""
+
+    deployment: str
+    traffic: float
+
+
+class DeploymentRecord(TypedDict, total=False):
+    """``state["deployments"][name]``. ``process`` serves; ``pending`` is an update's new server until
+    it serves (then it becomes ``process``); ``retiring`` the server an update replaced, until it
+    stopped. ``auth`` says whether the server needs a token (the token itself is never stored)."""
+
+    name: str
+    model_uri: str
+    flavor: str | None
+    config: dict[str, Any]
+    auth: bool
+    created_at: str
+    updated_at: str
+    process: ProcessRecord | None
+    pending: ProcessRecord | None
+    retiring: ProcessRecord | None
+    operation: OperationRecord | None
+    last_error: str | None
+
+
+class EndpointRecord(TypedDict, total=False):
+    """``state["endpoints"][name]``: ``config["routes"]`` is a list of :class:`RouteRecord`; ``process``
+    is its router (whose control secret is the file ``control.secret`` in the process's ``dir``)."""
+
+    name: str
+    config: dict[str, Any]
+    created_at: str
+    updated_at: str
+    process: ProcessRecord | None
+    operation: OperationRecord | None
+
+
+class StateDocument(TypedDict):
+    """The whole of ``state.json``."""
+
+    version: int
+    revision: int
+    deployments: dict[str, DeploymentRecord]
+    endpoints: dict[str, EndpointRecord]
+
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"

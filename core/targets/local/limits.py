@@ -1,0 +1,215 @@
+"""Overload bounds shared by a deployment server and an endpoint's router.
+
+Two mechanisms, each written once:
+
+* :class:`Admission` counts the requests a process has accepted and not answered yet, and the body
+  bytes they hold. A request that would pass ``max_queue`` requests or ``max_queued_bytes`` bytes is
+  refused before its body is read, with 503 and ``Retry-After`` (:func:`.responses.overloaded`), so a
+  client's retry policy spreads the load instead of the process queueing without end.
+* :class:`GuardedProtocol` wraps uvicorn's httptools protocol (selected through uvicorn's public
+  ``Config(http=...)``, driven only through the ``asyncio.Protocol`` interface) with the timeouts
+  uvicorn does not have: a connection that opens and sends nothing, a request whose headers do not
+  arrive within ``header_timeout`` (slowloris), or whose body does not arrive within ``body_timeout``
+  (a stalled upload: Content-Length 1000, 9 bytes sent) is closed. It follows request boundaries with
+  its own httptools parser on the same bytes (a couple of microseconds per request). uvicorn's own
+  ``timeout_keep_alive`` closes a connection idle between requests, and ``limit_concurrency`` answers
+  503 once that many connections or requests are open.
+
+Memory: a request's body is read only once it is admitted; until then uvicorn buffers at most its
+flow-control high-water mark (64 KiB) per connection, and connections are bounded by
+``limit_concurrency``. So the body bytes a process holds stay below
+``max_queued_bytes + limit_concurrency * 64 KiB`` (``benchmarks/bench_overload.py`` floods one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+__all__ = ["Admission", "Limits", "GuardedProtocol", "guarded_protocol"]
+
+_logger = logging.getLogger("deployflow.targets.local.limits")
+
+
+class Admission:
+    """Requests accepted and not answered yet, and their body bytes, against two limits. One event loop."""
+
+    __slots__ = ("max_queue", "max_bytes", "requests", "bytes")
+
+    def __init__(self, max_queue: int, max_bytes: int) -> None:
+        self.max_queue = max_queue
+        self.max_bytes = max_bytes
+        self.requests = 0
+        self.bytes = 0
+
+    def refusal(self, declared: int) -> str | None:
+        """Why a request with a body of ``declared`` bytes cannot be admitted now, else ``None``."""
+        if self.requests >= self.max_queue:
+            return f"{self.requests} requests queued, config key max_queue"
+        if self.bytes + declared > self.max_bytes:
+            return f"{self.bytes} body bytes queued, config key max_queued_bytes"
+        return None
+
+    def admit(self, declared: int) -> None:
+        self.requests += 1
+        self.bytes += declared
+
+    def grow(self, more: int) -> bool:
+        """Count ``more`` bytes of a body read in chunks; ``False`` (nothing counted) past the limit."""
+        if self.bytes + more > self.max_bytes:
+            return False
+        self.bytes += more
+        return True
+
+    def release(self, size: int) -> None:
+        self.requests -= 1
+        self.bytes -= size
+
+
+class Limits:
+    """The connection timeouts of one process (seconds)."""
+
+    __slots__ = ("header_timeout", "body_timeout", "idle_timeout")
+
+    def __init__(self, header_timeout: float, body_timeout: float, idle_timeout: float) -> None:
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.idle_timeout = idle_timeout
+
+
+class GuardedProtocol(asyncio.Protocol):
+    """uvicorn's httptools protocol, with connections closed when a request's parts come too slowly.
+
+    Made by :func:`guarded_protocol`; uvicorn instantiates it as it would its own protocol class.
+    """
+
+    limits: Limits = Limits(10.0, 30.0, 5.0)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        import httptools
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        self._inner = HttpToolsProtocol(*args, **kwargs)
+        self._loop = asyncio.get_event_loop() if kwargs.get("_loop") is None else kwargs["_loop"]
+        self._watch: Any = httptools.HttpRequestParser(self)
+        self._timer: asyncio.TimerHandle | None = None
+        self._transport: asyncio.Transport | None = None
+
+    # asyncio.Protocol, passed on to uvicorn's protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._arm(self.limits.idle_timeout, "sent nothing")
+        self._inner.connection_made(_CoalescingTransport(transport, self._loop))  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        watch = self._watch
+        if watch is not None:
+            if self._timer is not None and self._timer_reason == "sent nothing":
+                self._disarm()
+            try:
+                watch.feed_data(data)
+            except Exception:  # a parse error or an upgrade: uvicorn answers it; stop watching
+                self._watch = None
+                self._disarm()
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self._watch = None
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    # httptools callbacks of the watching parser
+
+    def on_message_begin(self) -> None:
+        self._arm(self.limits.header_timeout, "did not send its headers")
+
+    def on_headers_complete(self) -> None:
+        self._arm(self.limits.body_timeout, "did not send its body")
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+
+    # timers
+
+    _timer_reason = ""
+
+    def _arm(self, seconds: float, reason: str) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_reason = reason
+        self._timer = self._loop.call_later(seconds, self._expired, seconds)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_reason = ""
+
+    def _expired(self, seconds: float) -> None:
+        self._timer = None
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            peer = transport.get_extra_info("peername")
+            _logger.info("closing the connection from %s: it %s within %g s", peer, self._timer_reason, seconds)
+            transport.close()
+
+
+class _CoalescingTransport:
+    """The connection's transport as uvicorn's protocol sees it: what is written in one turn of the
+    event loop leaves in one ``write``. uvicorn writes an answer's headers and its body separately;
+    with Nagle's algorithm off (as it must be, see :func:`.serving.bind_socket`) that is two segments,
+    two system calls and two wake-ups of the reader. Joined, an answer costs one of each."""
+
+    __slots__ = ("_transport", "_loop", "_pending")
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        pending = self._pending
+        if not pending:
+            self._loop.call_soon(self._flush)
+        pending.append(data)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if pending:
+            self._pending = []
+            if not self._transport.is_closing():
+                self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def guarded_protocol(limits: Limits) -> type[GuardedProtocol]:
+    """A :class:`GuardedProtocol` class bound to ``limits``, for uvicorn's ``Config(http=...)``."""
+    return type("GuardedHttpToolsProtocol", (GuardedProtocol,), {"limits": limits})
