@@ -298,7 +298,7 @@ def test_version_is_the_deployflow_version(session, server):
 
 
 def test_unknown_path_is_404_json(session, server):
-    response = session.get(server.url + "/v2/models", timeout=5)
+    response = session.get(server.url + "/nothing-here", timeout=5)
     assert response.status_code == 404
     assert response.json()["error_code"] == "ENDPOINT_NOT_FOUND"
     assert session.post(server.url + "/invocation", data=SPLIT_BODY, timeout=5).status_code == 404

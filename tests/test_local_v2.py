@@ -2,17 +2,14 @@
 venv) against a local-target server; MLServer's V2 answers and the local server's V2 answers for the
 same model; deployflow's ``v2`` target against a local-target server.
 
-These tests need the local server to route ``/v2/...`` to :mod:`deployflow.targets.local.openinference`.
-Until it does, they skip: :func:`server_speaks_v2` starts a real local server once and asks it
-``GET /v2/health/ready``.
+The local server routes ``/v2/...`` to :mod:`deployflow.targets.local.openinference` (see
+:mod:`deployflow.targets.local.app`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
-import tempfile
 import textwrap
 import urllib.error
 import urllib.request
@@ -36,31 +33,6 @@ BATCH_MODELS = Path(__file__).resolve().parent / "support" / "batch_models.py"
 FEATURES = 4
 FAST = {"max_retries": 1, "backoff_factor": 0.01, "backoff_max": 0.05}
 
-
-@functools.lru_cache(maxsize=1)
-def server_speaks_v2() -> bool:
-    """Whether a real local-target server answers ``GET /v2/health/ready`` with 200."""
-    home = tempfile.mkdtemp(prefix="deployflow-v2-probe-")
-    try:
-        with get_deploy_client(f"local://{home}") as client:
-            client.create_deployment("probe", f"python:{BATCH_MODELS}:linear")
-            try:
-                url = client.get_deployment("probe")["url"]
-                try:
-                    with urllib.request.urlopen(url + "/v2/health/ready", timeout=10) as answer:
-                        return answer.status == 200
-                except urllib.error.HTTPError:
-                    return False
-            finally:
-                client.delete_deployment("probe")
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-
-
-pytestmark = pytest.mark.skipif(
-    not server_speaks_v2(),
-    reason="the local server does not route /v2 yet (wire deployflow.targets.local.openinference into it)",
-)
 
 TRITON_SCRIPT = textwrap.dedent(
     """
@@ -211,3 +183,47 @@ def test_the_v2_target_scores_a_local_server_as_it_scores_mlserver(local_server,
         with pytest.raises(NotFoundError, match="Model nope not found"):
             ours.predict("nope", rows)
         assert ours.get_deployment("iris")["platform"] == "deployflow/joblib"
+
+
+def test_v2_on_a_local_server_keeps_its_token_limits_and_time_limit(tmp_path):
+    (tmp_path / "model.py").write_text(
+        "import time\n"
+        "def score(data):\n"
+        "    if float(data['x'].iloc[0]) < 0:\n"
+        "        time.sleep(3)\n"
+        "    return data['x'].to_numpy() * 2\n"
+    )
+    infer = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2], "data": [1.5, 2.0]}],
+             "parameters": {"content_type": "pd"}}
+    with get_deploy_client(f"local://{tmp_path / 'state'}") as client:
+        client.create_deployment("guarded", f"python:{tmp_path / 'model.py'}:score", config={
+            "auth_token": "v2-secret-token", "max_request_bytes": 4096, "request_timeout": 0.5})
+        try:
+            url = client.get_deployment("guarded")["url"]
+
+            def call(method, path, body=None, token=None):
+                request = urllib.request.Request(url + path, method=method, data=body,
+                                                 headers={"Content-Type": "application/json"})
+                if token:
+                    request.add_header("Authorization", f"Bearer {token}")
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        return answer.status, answer.read()
+                except urllib.error.HTTPError as error:
+                    return error.code, error.read()
+
+            assert call("GET", "/v2/health/ready")[0] == 200  # probes need no token
+            assert call("GET", "/v2/models/guarded")[0] == 401
+            status, body = call("GET", "/v2/models/guarded", token="v2-secret-token")
+            assert status == 200 and json.loads(body)["name"] == "guarded"
+            assert call("POST", "/v2/models/guarded/infer", json.dumps(infer).encode())[0] == 401
+            status, body = call("POST", "/v2/models/guarded/infer", json.dumps(infer).encode(), "v2-secret-token")
+            assert status == 200 and json.loads(body)["outputs"][0]["data"] == [3.0, 4.0]
+            big = json.dumps({**infer, "padding": "x" * 5000}).encode()
+            assert call("POST", "/v2/models/guarded/infer", big, "v2-secret-token")[0] == 413
+            slow = json.dumps({**infer, "inputs": [{**infer["inputs"][0], "data": [-1.0, 0.0]}]}).encode()
+            status, body = call("POST", "/v2/models/guarded/infer", slow, "v2-secret-token")
+            assert status == 504 and "request_timeout" in json.loads(body)["error"]
+            assert call("GET", "/v2x")[0] == 404
+        finally:
+            client.delete_deployment("guarded")

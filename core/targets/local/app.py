@@ -9,6 +9,9 @@ HTTP interface (as ``mlflow models serve``, see :mod:`deployflow.payloads` for t
 ``GET /metrics``                  Prometheus text (:mod:`.metrics`). Needs the token if set.
 ``POST /invocations``             JSON (four input forms and ``params``) or CSV; answers
                                   ``{"predictions": ...}``. Needs the token if set.
+``/v2/...``                       the Open Inference Protocol (:mod:`.openinference`): health
+                                  without the token, metadata and ``infer`` with it; ``infer``
+                                  has the size limit, queue and time limit of ``/invocations``.
 ================================  ============================================================
 
 As in MLflow, ``NaN``, ``Infinity`` and ``-Infinity`` are read in request bodies and written as those
@@ -59,6 +62,7 @@ from ...payloads import (
     encode_response,
 )
 from ...redaction import get_logger
+from . import openinference as v2
 from . import responses
 from .enforcement import SignatureError
 from .limits import Admission
@@ -67,7 +71,7 @@ from .models import LoadedModel
 from .responses import Response
 from .spec import SPEC_DEFAULTS
 
-__all__ = ["ScoringApp", "Handler"]
+__all__ = ["Handler", "ScoringApp"]
 
 _logger = get_logger("deployflow.targets.local.server")
 
@@ -85,6 +89,9 @@ _DTYPES_NOTE = (
     " Note: JSON carries no dtypes, so categorical columns arrive as their values and datetimes as "
     "ISO-8601 strings; a model that needs category or datetime64 columns must convert them itself."
 )
+
+
+_V2_EMPTY: Response = (200, [(b"content-length", b"0")], b"")
 
 
 def _has_text_columns(data: Any) -> bool:
@@ -142,8 +149,11 @@ class ScoringApp:
         max_queue: int = 64,
         max_queued_bytes: int | None = None,
         metrics: Any = None,
+        name: str | None = None,
+        signature: Any = None,
     ) -> None:
         self.model = model
+        self.name = name
         self.max_request_bytes = max_request_bytes
         self.request_timeout = request_timeout
         self.metrics = metrics
@@ -166,6 +176,12 @@ class ScoringApp:
         #: Path prefixes, tried in order after the exact paths: (prefix, handler). The handler checks
         #: methods and the token itself (see :meth:`authorized`).
         self.prefix_routes: list[tuple[str, Handler]] = []
+        if name is not None:  # the Open Inference Protocol for this model, on the same port
+            self._v2_server = responses.ok_json(v2.describe_server())
+            self._v2_model = responses.ok_json(v2.describe_model(name, model, signature))
+            self._v2_timed_out = responses.ok_json(v2.error_body(
+                f"The request took longer than the server's limit of {request_timeout} s (config key request_timeout)"), 504)
+            self.prefix_routes.append(("/v2", self._v2))
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -290,16 +306,64 @@ class ScoringApp:
             body, held = await self.read_body(receive, held)
             if isinstance(body, tuple):
                 return body
-            return await self._run(body, content_type_text)
+            return await self._run(self._timed_out, self._score, body, content_type_text)
         finally:
             admission.release(held)
             if metrics is not None:
                 metrics.in_flight.dec()
 
-    async def _run(self, body: bytes, content_type: str | None) -> Response:
+    async def _v2(self, scope: dict[str, Any], receive: Receive) -> Response:
+        """A request under ``/v2`` (:mod:`.openinference`): health needs no token, the rest does; an
+        inference request has the limits, queue and time limit of ``/invocations``."""
+        route = v2.match(scope["method"], scope["path"], self.name or "")
+        if route is None:  # "/v2x...": not a V2 path
+            return responses.json_error(404, "ENDPOINT_NOT_FOUND", f"No route for {scope['method']} {scope['path']}: {_ROUTES_HINT}")
+        if route.kind == "error":
+            answer = responses.ok_json(route.body, route.status)
+            if route.allow:
+                answer[1].append((b"allow", route.allow.encode("ascii")))
+            return answer
+        if route.kind in ("live", "ready"):
+            return _V2_EMPTY
+        if not self.authorized(scope):
+            return responses.ok_json(v2.error_body("This deployment needs 'Authorization: Bearer <token>'"), 401)
+        if route.kind == "model_ready":
+            return _V2_EMPTY
+        if route.kind == "server":
+            return self._v2_server
+        if route.kind == "model":
+            return self._v2_model
+        declared = self.declared_length(scope)
+        if not isinstance(declared, int):
+            return declared
+        refusal = self.admission.refusal(declared)
+        if refusal is not None:
+            return responses.overloaded(refusal)
+        self.admission.admit(declared)
+        held = declared
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight.inc()
+        try:
+            body, held = await self.read_body(receive, held)
+            if isinstance(body, tuple):
+                return body
+            header_length = responses.header(scope["headers"], b"inference-header-content-length")
+            return await self._run(self._v2_timed_out, self._v2_infer, body, header_length)
+        finally:
+            self.admission.release(held)
+            if metrics is not None:
+                metrics.in_flight.dec()
+
+    def _v2_infer(self, body: bytes, header_length: bytes | None) -> Response:
+        status, payload = v2.infer(self.model, body, self.name or "", None, header_length)
+        return responses.ok_json(payload, status)
+
+    async def _run(self, timed_out: Response, job: Callable[..., Response], *args: Any) -> Response:
+        """``job(*args)`` on a model thread within ``request_timeout`` (``timed_out`` after it)."""
         timeout = self.request_timeout
         if timeout is None:
-            return self._score(body, content_type)
+            return job(*args)
         threads = self._threads
         if threads is None:
             metrics = self.metrics
@@ -309,13 +373,13 @@ class ScoringApp:
             )
         if self.metrics is not None:
             self.metrics.queued.inc()
-        job = threads.submit(self._score, body, content_type)
-        timer = asyncio.get_running_loop().call_later(timeout, threads.expire, job)
+        submitted = threads.submit(job, *args)
+        timer = asyncio.get_running_loop().call_later(timeout, threads.expire, submitted)
         try:
-            return await job.future
+            return await submitted.future
         except Expired:
             _logger.warning("a request ran past the time limit of %s s and was answered with 504", timeout)
-            return self._timed_out
+            return timed_out
         finally:
             timer.cancel()
 

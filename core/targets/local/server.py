@@ -47,6 +47,7 @@ from ...retry import as_int, as_number
 from .app import ScoringApp
 from .model_threads import _Expired, _ModelThreads  # noqa: F401  (the names tests and older code import)
 from .models import LoadedModel, load_model
+from .openinference import signature_of
 from .serving import (
     EXIT_BIND,
     EXIT_MODEL,
@@ -71,9 +72,9 @@ from .spec import (
 
 __all__ = [
     "AUTH_TOKEN_ENV",
-    "EXIT_SPEC",
-    "EXIT_MODEL",
     "EXIT_BIND",
+    "EXIT_MODEL",
+    "EXIT_SPEC",
     "SPEC_DEFAULTS",
     "SPEC_VERSION",
     "BindError",
@@ -198,6 +199,8 @@ def build_app(spec: ServerSpec, token: str | None, model: LoadedModel | None = N
         max_queue=spec.limits.max_queue,
         max_queued_bytes=spec.limits.max_queued_bytes,
         metrics=metrics,
+        name=spec.name,
+        signature=signature_of(spec.model_uri, model.flavor),
     )
 
 
