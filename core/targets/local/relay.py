@@ -10,6 +10,9 @@ general client does: the upstream is one of our own servers on a known address, 
 a Content-Length (or chunks); no TLS, proxies, cookies, redirects or retry policy beyond "sent again
 when nothing was answered", which :mod:`.router` decides. So it writes the request as one buffer on a
 kept-alive connection and reads the answer with the same parser as uvicorn (``httptools``).
+``tests/test_local_relay_equivalence.py`` holds it to the async edge: the same requests, sent directly
+and through a router, get byte-identical answers (every input form, NaN, CSV, Arrow, large bodies, and
+each kind of refusal).
 
 What it promises the router:
 
