@@ -88,6 +88,13 @@ __all__ = [
     "DeploymentFailedError",
     "WaitTimeoutError",
     "MissingExtraError",
+    "promote",
+    "PromotionReport",
+    "PromotionError",
+    "PromotionRejectedError",
+    "PromotionRolledBackError",
+    "PromotionInconclusiveError",
+    "PromotionInterruptedError",
 ]
 
 _get_logger(__name__).addHandler(_logging.NullHandler())
@@ -95,17 +102,27 @@ _get_logger(__name__).addHandler(_logging.NullHandler())
 # Batch scoring pulls in threads, temporary files and hashing; it loads on first use so that
 # `import deployflow` stays quick for DAG files and CLIs.
 _LAZY = {"batch_predict", "read_output", "BatchSummary", "Progress"}
+# Promotion loads with it (it scores through batch_predict).
+_LAZY_PROMOTION = {
+    "promote",
+    "PromotionReport",
+    "PromotionError",
+    "PromotionRejectedError",
+    "PromotionRolledBackError",
+    "PromotionInconclusiveError",
+    "PromotionInterruptedError",
+}
 
 
 def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        from . import batch
+    if name in _LAZY or name in _LAZY_PROMOTION:
+        from . import batch, promotion
 
-        value = getattr(batch, name)
+        value = getattr(batch if name in _LAZY else promotion, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'deployflow' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | _LAZY | _LAZY_PROMOTION)

@@ -15,7 +15,8 @@ What it does, as Databricks does:
 * ``POST /serving-endpoints/{name}/invocations`` and ``.../served-models/{entity}/invocations``: chat
   messages get a chat completion (streamed as server-sent events with ``"stream": true``); tabular input
   gets ``{"predictions": [...]}``, each row's sum times the serving entity's model version, so a test can
-  tell which version answered;
+  tell which version answered; requests to the endpoint are spread over its served entities by
+  ``traffic_config.routes`` (deterministically: smooth weighted round robin);
 * model aliases: ``GET /api/2.1/unity-catalog/models/{name}/aliases/{alias}`` and
   ``GET /api/2.0/mlflow/registered-models/alias``;
 * OAuth for service principals (machine-to-machine), as the workspace's OIDC server does it:
@@ -112,6 +113,8 @@ class FakeDatabricks(FakeService):
         self.failing_versions: dict[tuple[str, str], str] = {}
         self.aliases: dict[tuple[str, str], str] = {}
         self.stream_gate: threading.Event | None = None
+        #: The smooth weighted round robin's state per endpoint and routes (see ``_pick_route``).
+        self.route_turns: dict[tuple[str, tuple[tuple[str, int], ...]], dict[str, int]] = {}
 
     # -- test controls --------------------------------------------------------------------------
 
@@ -451,9 +454,7 @@ class FakeDatabricks(FakeService):
             if entity is None:
                 return _error(404, "RESOURCE_DOES_NOT_EXIST", f"Served model '{unquote(parts[2])}' does not exist.")
         elif parts[1:] == ["invocations"]:
-            routes = config["traffic_config"]["routes"]
-            best = max(routes, key=lambda route: route["traffic_percentage"])
-            entity = entities[best["served_model_name"]]
+            entity = entities[self._pick_route(name, config["traffic_config"]["routes"])]
         else:
             return _error(404, "ENDPOINT_NOT_FOUND", "No API found")
         try:
@@ -468,6 +469,20 @@ class FakeDatabricks(FakeService):
             if key in body:
                 return Response.json({"predictions": _score(body[key], key, entity)})
         return _error(400, "BAD_REQUEST", "Invalid input: expected one of dataframe_split, dataframe_records, inputs, instances or messages.")
+
+    def _pick_route(self, endpoint: str, routes: list[dict[str, Any]]) -> str:
+        """The served entity that answers the next request to the endpoint, spread over the routes by
+        their ``traffic_percentage`` (smooth weighted round robin: deterministic, and over any 100
+        requests each entity answers its percentage of them; a 0% route never answers)."""
+        weights = {route["served_model_name"]: int(route["traffic_percentage"]) for route in routes}
+        with self.lock:
+            key = (endpoint, tuple(sorted(weights.items())))
+            current = self.route_turns.setdefault(key, {name: 0 for name in weights})
+            for name, weight in weights.items():
+                current[name] += weight
+            chosen = max((name for name in weights if weights[name] > 0), key=lambda name: current[name])
+            current[chosen] -= sum(weights.values())
+            return chosen
 
     def _chat(self, entity: dict[str, Any], body: dict[str, Any]) -> Response:
         messages = body.get("messages")

@@ -16,6 +16,7 @@ from ...errors import ConflictError, DeploymentError, DeploymentFailedError, Inv
 from ...payloads import decode_response, encode_request
 from ...predictions import PredictionsResponse
 from ...redaction import get_logger, reveal
+from ...retry import as_number
 from ...status import State, Status
 from ...transport import HttpSettings, HttpTransport, encode_json
 from .._sse import stream_json
@@ -523,6 +524,37 @@ class DatabricksDeploymentClient(BaseDeploymentClient):
             raise NotFoundError(f"Endpoint {endpoint!r} serves no entity named {name!r}")
         return deployment_record(record, name)
 
+    # -- traffic split (the interface deployflow.promotion uses) ----------------------------------
+
+    def get_traffic_split(self, endpoint: str) -> dict[str, float]:
+        """Endpoint ``endpoint``'s ``traffic_config.routes``: served entity name -> percent (adds up to
+        100); a served entity without a route has 0."""
+        active = self._endpoint_record(endpoint).get("config") or {}
+        routes = routes_of(active)
+        return {name: float(routes.get(name, 0)) for name in served_entities_of(active)}
+
+    def set_traffic_split(self, endpoint: str, split: Mapping[str, float], *, wait: bool = True) -> DatabricksEndpoint:
+        """Give each served entity in ``split`` its percent of ``endpoint``'s requests (an entity left
+        out gets 0) through the endpoint's config update (``PUT .../config`` with the same served
+        entities and new ``traffic_config.routes``). Databricks takes whole percents: shares are
+        rounded by the largest remainder so they still add up to 100. Waits until the endpoint is READY
+        unless ``wait`` is false; returns the endpoint's record. An entity the endpoint does not serve
+        raises :class:`~deployflow.errors.InvalidInputError`."""
+        _check_endpoint_name(endpoint)
+        wait_now, timeout = self._should_wait({"wait": wait})
+        record = self._settled(endpoint, timeout)
+        active = record.get("config") or {}
+        entities = served_entities_of(active)
+        shares = _percent_split(split, list(entities), endpoint)
+        self._put_config(endpoint, active, [writable(item) for item in entities.values()], shares)
+        if wait_now:
+            self._wait_endpoint(endpoint, timeout)
+        return self._endpoint_record(endpoint)
+
+    def traffic_member_target(self, endpoint: str, member: str) -> dict[str, str]:
+        """Score served entity ``member`` alone: its own invocations path (``.../served-models/<member>/invocations``)."""
+        return {"deployment_name": member, "endpoint": endpoint}
+
     def _put_config(self, endpoint: str, active: Mapping[str, Any], served: list[dict[str, Any]], routes: Mapping[str, int]) -> None:
         body: dict[str, Any] = {"served_entities": served, "traffic_config": traffic_config(routes)}
         if active.get("auto_capture_config"):
@@ -626,6 +658,29 @@ def _quoted(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"An endpoint or entity name must be a non-empty string, got {name!r}")
     return quote(name, safe="")
+
+
+def _percent_split(split: Mapping[str, float], entities: list[str], endpoint: str) -> dict[str, int]:
+    """``split`` as whole percents over every entity of the endpoint, adding up to 100."""
+    if not isinstance(split, Mapping) or not split:
+        raise InvalidInputError("split must map served entity names to percents, e.g. {'a': 90, 'b': 10}")
+    unknown = sorted(set(map(str, split)) - set(entities))
+    if unknown:
+        raise InvalidInputError(f"Endpoint {endpoint!r} serves no entity named {', '.join(map(repr, unknown))} (it serves {', '.join(entities)})")
+    exact = {name: 0.0 for name in entities}
+    for name, share in split.items():
+        value = as_number(share, f"the share of {name!r}", positive=False)
+        if value > 100:
+            raise InvalidInputError(f"the share of {name!r} must be from 0 to 100, got {share!r}")
+        exact[str(name)] = value
+    total = sum(exact.values())
+    if abs(total - 100.0) > 0.5:
+        raise InvalidInputError(f"A traffic split must add up to 100, got {total:g}: {dict(split)}")
+    whole = {name: int(value * 100.0 / total) for name, value in exact.items()}
+    order = sorted(exact, key=lambda name: exact[name] * 100.0 / total - whole[name], reverse=True)
+    for name in order[: 100 - sum(whole.values())]:
+        whole[name] += 1
+    return whole
 
 
 def _check_endpoint_name(name: str) -> None:

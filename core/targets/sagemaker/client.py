@@ -12,7 +12,14 @@ from typing import Any
 
 from ..._extras import install_command
 from ...base import BaseDeploymentClient
-from ...errors import ConflictError, DeploymentFailedError, InvalidInputError, MissingExtraError, NotFoundError
+from ...errors import (
+    ConflictError,
+    DeploymentFailedError,
+    InvalidInputError,
+    MissingExtraError,
+    NotFoundError,
+    NotSupportedError,
+)
 from ...payloads import decode_response, encode_request
 from ...predictions import PredictionsResponse
 from ...redaction import get_logger, redact
@@ -433,6 +440,44 @@ class SageMakerDeploymentClient(BaseDeploymentClient):
             if wait:
                 self._wait_ready(name, timeout)
         return self.get_deployment(name)
+
+    # -- traffic split (the interface deployflow.promotion uses) ----------------------------------
+
+    def get_traffic_split(self, endpoint: str) -> dict[str, float]:
+        """Endpoint ``endpoint``'s production variants: variant name -> percent of its traffic, from the
+        variants' current weights (adds up to 100)."""
+        return {row["name"]: float(row["traffic_percentage"]) for row in self.get_deployment(endpoint)["variants"]}
+
+    def set_traffic_split(self, endpoint: str, split: Mapping[str, float], *, wait: bool = True) -> dict[str, Any]:
+        """Give each variant in ``split`` its percent of ``endpoint``'s traffic and every other variant
+        none, as one ``UpdateEndpointWeightsAndCapacities`` (the percents are the variants' desired
+        weights). Waits until the endpoint is InService again unless ``wait`` is false; returns
+        :meth:`get_deployment`'s record. A variant the endpoint does not have raises
+        :class:`~deployflow.errors.InvalidInputError`, before anything is sent."""
+        if not isinstance(split, Mapping) or not split:
+            raise InvalidInputError("split must map variant names to percents, e.g. {'blue': 90, 'green': 10}")
+        variants = list(self.get_traffic_split(endpoint))
+        unknown = sorted(set(map(str, split)) - set(variants))
+        if unknown:
+            raise InvalidInputError(
+                f"Endpoint {endpoint!r} has no variant named {', '.join(map(repr, unknown))} (it has {', '.join(variants)})"
+            )
+        shares = {name: 0.0 for name in variants}
+        for name, share in split.items():
+            shares[str(name)] = as_number(share, f"the share of variant {name!r}", positive=False)
+        total = sum(shares.values())
+        if abs(total - 100.0) > 0.5:
+            raise InvalidInputError(f"A traffic split must add up to 100, got {total:g}: {dict(split)}")
+        return self.update_traffic(endpoint, shares, wait=wait)
+
+    def traffic_member_target(self, endpoint: str, member: str) -> dict[str, str]:
+        """Scoring one variant alone needs InvokeEndpoint's ``TargetVariant``, which :meth:`predict` does
+        not send: raises :class:`~deployflow.errors.NotSupportedError`, so a promotion stops before it
+        moves any traffic."""
+        raise NotSupportedError(
+            f"The sagemaker target cannot score variant {member!r} of endpoint {endpoint!r} alone (predict does not "
+            "send TargetVariant), so it cannot run a promotion's offline gate; its traffic split can be read and set"
+        )
 
     # -- delete -----------------------------------------------------------------------------------
 
