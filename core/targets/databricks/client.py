@@ -16,7 +16,7 @@ from ...errors import ConflictError, DeploymentError, DeploymentFailedError, Inv
 from ...payloads import decode_response, encode_request
 from ...predictions import PredictionsResponse
 from ...redaction import get_logger, reveal
-from ...retry import as_number
+from ...retry import as_bool, as_number
 from ...status import State, Status
 from ...transport import HttpSettings, HttpTransport, encode_json
 from .._sse import stream_json
@@ -116,10 +116,12 @@ class DatabricksDeploymentClient(BaseDeploymentClient):
         for name in ("client_id", "azure_client_id", "azure_tenant_id", "auth_type", "profile"):
             if own.get(name) is not None and not isinstance(own[name], str):
                 raise InvalidInputError(f"The option {name} must be a string, got {type(own[name]).__name__}")
-        self._wait = _as_bool(own.get("wait", True), "wait")
-        self._wait_timeout = _seconds(own.get("wait_timeout") or os.environ.get(WAIT_TIMEOUT_ENV) or 1200.0, "wait_timeout")
-        self._poll_interval = _seconds(own.get("poll_interval") or os.environ.get(POLL_INTERVAL_ENV) or 2.0, "poll_interval")
-        self._max_poll_interval = max(_seconds(own.get("max_poll_interval") or 30.0, "max_poll_interval"), self._poll_interval)
+        self._wait = as_bool(own.get("wait", True), "wait")
+        self._wait_timeout = as_number(own.get("wait_timeout") or os.environ.get(WAIT_TIMEOUT_ENV) or 1200.0,
+                                       "wait_timeout", positive=True)
+        self._poll_interval = as_number(own.get("poll_interval") or os.environ.get(POLL_INTERVAL_ENV) or 2.0,
+                                        "poll_interval", positive=True)
+        self._max_poll_interval = max(as_number(own.get("max_poll_interval") or 30.0, "max_poll_interval", positive=True), self._poll_interval)
         self._http_settings = HttpSettings.from_options(http_options)
         # Kept as given (secrets still wrapped) until the first request resolves them.
         self._credential_options = {key: own[key] for key in CREDENTIAL_OPTIONS if key in own}
@@ -224,9 +226,9 @@ class DatabricksDeploymentClient(BaseDeploymentClient):
         wait, timeout = self._wait, self._wait_timeout
         if config is not None:
             if "wait" in config:
-                wait = _as_bool(config.pop("wait"), "config 'wait'")
+                wait = as_bool(config.pop("wait"), "config 'wait'")
             if "wait_timeout" in config:
-                timeout = _seconds(config.pop("wait_timeout"), "config 'wait_timeout'")
+                timeout = as_number(config.pop("wait_timeout"), "config 'wait_timeout'", positive=True)
         return wait, timeout
 
     def _wait_endpoint(self, endpoint: str, timeout: float) -> Status:
@@ -709,30 +711,12 @@ def _deployment_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
             raise InvalidInputError(f"traffic_percentage must be a whole number from 0 to 100, got {share!r}")
         settings["traffic_percentage"] = int(share)
     if settings.get("scale_to_zero_enabled") is not None:
-        settings["scale_to_zero_enabled"] = _as_bool(settings["scale_to_zero_enabled"], "scale_to_zero_enabled")
+        settings["scale_to_zero_enabled"] = as_bool(settings["scale_to_zero_enabled"], "scale_to_zero_enabled")
     if settings.get("entity") is not None and not isinstance(settings["entity"], Mapping):
         raise InvalidInputError("config 'entity' must be a dict of served-entity fields")
     if settings.get("environment_vars") is not None and not isinstance(settings["environment_vars"], Mapping):
         raise InvalidInputError("config 'environment_vars' must be a dict")
     return settings
-
-
-def _as_bool(value: Any, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    raise InvalidInputError(f"{what} must be true or false, got {value!r}")
-
-
-def _seconds(value: Any, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{what} must be a number of seconds, got {value!r}") from None
-    if not number > 0 or number != number or number == float("inf"):
-        raise InvalidInputError(f"{what} must be a positive number of seconds, got {value!r}")
-    return number
 
 
 # --------------------------------------------------------------------------------------------------
