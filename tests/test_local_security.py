@@ -132,3 +132,19 @@ def test_the_opt_in_is_logged_at_warning(caplog):
                                             ("192.168.1.4", False), ("myhost", False)])
 def test_what_counts_as_loopback(host, loopback):
     assert is_loopback(host) is loopback
+
+
+def test_deploying_a_python_model_runs_its_code_as_the_server(client, tmp_path):
+    # The trust boundary the operator and task docs state: a model URI is code to run, not data.
+    marker = tmp_path / "ran.txt"
+    (tmp_path / "model.py").write_text(
+        "import os, pathlib\n"
+        f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\n"
+        "def score(data):\n"
+        "    return [0] * len(data)\n"
+    )
+    client.create_deployment("trusted-code", f"python:{tmp_path / 'model.py'}:score")
+    try:
+        assert int(marker.read_text()) == client.get_deployment("trusted-code")["pid"]
+    finally:
+        client.delete_deployment("trusted-code")

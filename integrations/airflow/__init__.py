@@ -12,6 +12,10 @@ tasks: "Retries in pipeline steps" in :mod:`deployflow.orchestration`.
   ``UpdateEndpointOperator``, ``DeleteEndpointOperator``, ``PredictOperator``, ``BatchPredictOperator``.
 * Sensors: ``WaitForDeploymentReadySensor``, ``WaitForEndpointReadySensor``.
 * Triggers for deferrable mode: ``DeploymentReadyTrigger``, ``EndpointReadyTrigger``.
+* Assets (:mod:`~.assets`): ``emit_asset=True`` puts the deployment, endpoint or batch output among a
+  task's outlets, so DAGs scheduled on it run once it changed; the asset event's extra says how.
+* An extra link (:class:`~.links.DeploymentLink`, "Deployment") on the create and update operators:
+  the target's console page or the served URL.
 
 The provider registers itself through the ``apache_airflow_provider`` entry point
 (:func:`~.get_provider_info.get_provider_info`), so ``airflow providers list`` shows it and the

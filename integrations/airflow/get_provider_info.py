@@ -32,8 +32,8 @@ _INTEGRATION = "deployflow"
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Describe this provider: its hooks, operators, sensors, triggers and the ``deployflow``
-    connection type."""
+    """Describe this provider: its hooks, operators, sensors, triggers, extra links and the
+    ``deployflow`` connection type."""
     from deployflow import __version__
 
     def modules(*names: str) -> list[dict[str, Any]]:
@@ -54,9 +54,10 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": modules("hooks.deployment"),
-        "operators": modules("operators.deployment", "operators.endpoint", "operators.scoring"),
+        "operators": modules("operators.deployment", "operators.endpoint", "operators.scoring", "operators.promotion"),
         "sensors": modules("sensors.readiness"),
-        "triggers": modules("triggers.readiness"),
+        "triggers": modules("triggers.readiness", "triggers.promotion"),
+        "extra-links": [f"{_PACKAGE}.links.DeploymentLink"],
         "connection-types": [
             {
                 "connection-type": "deployflow",

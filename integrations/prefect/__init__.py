@@ -22,8 +22,13 @@ retried only on errors marked retryable, with the transport's own retries turned
 multiply (the rule, shared with the Airflow provider: "Retries in pipeline steps" in
 :mod:`deployflow.orchestration`; see :mod:`deployflow.integrations.prefect.retries`); nothing is cached; logs go through
 ``get_run_logger()`` with credentials masked; results are small JSON-safe dicts. Ready and failed
-deployments and endpoints send events (:mod:`deployflow.integrations.prefect.events`), and artifacts
-link to what was deployed and summarise batch runs.
+deployments and endpoints send events (:mod:`deployflow.integrations.prefect.events`), which
+automations and deployment triggers can react to, and artifacts link to what was deployed and
+summarise batch runs.
+
+Inside a Prefect transaction (``with transaction():``) the create and update tasks undo themselves when
+a later task in the block fails: what they created is deleted, what they changed goes back to what it
+was (:mod:`deployflow.integrations.prefect.rollback`).
 
 Register the block type with ``prefect block register -m deployflow.integrations.prefect``.
 """
@@ -34,6 +39,7 @@ from .block import DeploymentTarget
 from .deployments import create_deployment, delete_deployment, get_deployment, update_deployment
 from .endpoints import create_endpoint, delete_endpoint, update_endpoint
 from .events import event_name, resource_id
+from .promotion import promote
 from .retries import is_retryable, retry_if_retryable
 from .scoring import batch_predict, predict
 from .waiting import wait_for_deployment_ready, wait_for_endpoint_ready
@@ -51,6 +57,7 @@ __all__ = [
     "wait_for_endpoint_ready",
     "predict",
     "batch_predict",
+    "promote",
     "is_retryable",
     "retry_if_retryable",
     "event_name",

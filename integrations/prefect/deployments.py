@@ -21,6 +21,7 @@ from ._runtime import (
     scrub_errors,
     target_label,
 )
+from . import rollback
 from .artifacts import link_artifact
 from .retries import step_options
 from .waiting import DEFAULT_TIMEOUT, report_failure, time_left, wait_ready
@@ -59,6 +60,14 @@ def create_deployment(
 
     A deployment that exists with this spec but FAILED is rolled forward (``"updated"``), not adopted.
 
+    Trust boundary: on ``local``, loading a pickle, joblib or ``python:`` model runs the code it holds,
+    with the rights of the process that serves it, so a ``model_uri`` taken from a flow parameter is code
+    execution for whoever can start this flow or set its parameters; take it only from values you control.
+
+    Inside a Prefect transaction (``with transaction():``), a later failure in the block undoes the
+    step: a deployment it created is deleted, one it rolled forward goes back to its previous model and
+    config, one it adopted is left alone (:mod:`deployflow.integrations.prefect.rollback`).
+
     ``config`` values may be ``SecretStr`` (for example ``block.auth_token``): they are passed in clear to
     the target only. ``timeout`` is one deadline in seconds from the start of the task for the whole
     step: the create, the target's own start-up of the deployment (on ``local``, the server loading
@@ -89,7 +98,9 @@ def create_deployment(
     logger = run_logger()
     label = target_label(target)
     # One deadline for the whole step.
+    where = {"endpoint": endpoint} if endpoint is not None else {}
     with step_deadline(timeout), open_client(target) as client:
+        before = rollback.snapshot_before(lambda: client.get_deployment(name, **where))
         try:
             ensured = ensure_deployment(
                 client, name, model_uri, flavor=flavor, config=reveal(config) if config is not None else None,
@@ -109,6 +120,8 @@ def create_deployment(
             result["action"] = action
         else:
             link_artifact("deployment", name, result.get("url"), state=str(result.get("state")), target=label)
+    rollback.stage_undo("deployment", name, target=target, before=before, action=action, config=config,
+                        timeout=timeout, endpoint=endpoint)
     return safe(result)
 
 
@@ -145,7 +158,9 @@ def update_deployment(
     are retried. ``timeout`` and ``wait`` as for :func:`create_deployment`: one deadline for the whole
     step, the new server's start included; ``wait=False`` returns once the target has started the
     update. Returns ``{"name", "action": "updated", "state", "url", "target", "model_uri"}`` (plus
-    ``"kind"`` and ``"seconds"`` when it waited).
+    ``"kind"`` and ``"seconds"`` when it waited). Inside a Prefect transaction, a later failure in the
+    block puts the deployment back on the model, flavor and config values it had before this step (see
+    :func:`create_deployment`).
 
     Example::
 
@@ -166,6 +181,7 @@ def update_deployment(
     call_config = step_config(reveal(config) if config is not None else None, wait=wait)
     # One deadline for the whole step.
     with step_deadline(timeout), open_client(target) as client:
+        before = rollback.snapshot_before(lambda: client.get_deployment(name, **extra))
         try:
             record = client.update_deployment(name, model_uri, flavor=flavor, config=call_config, **extra)
         except DeploymentError as error:
@@ -179,6 +195,8 @@ def update_deployment(
             result.update(wait_ready(client, "deployment", name, target=label, timeout=time_left(timeout, started),
                                      poll_interval=poll_interval))
             result["action"] = "updated"
+    rollback.stage_undo("deployment", name, target=target, before=before, action="updated", config=config,
+                        timeout=timeout, endpoint=endpoint)
     return safe(result)
 
 

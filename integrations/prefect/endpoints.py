@@ -20,6 +20,7 @@ from ._runtime import (
     scrub_errors,
     target_label,
 )
+from . import rollback
 from .artifacts import link_artifact
 from .retries import step_options
 from .waiting import DEFAULT_TIMEOUT, report_failure, time_left, wait_ready
@@ -50,6 +51,8 @@ def create_endpoint(
     An endpoint that exists with this config but FAILED is rolled forward (``"updated"``), not adopted.
     ``timeout`` is one deadline in seconds for the whole step (the create, the target's start of the
     endpoint, the wait); ``wait=False`` returns once the target has recorded the endpoint and started it.
+    Inside a Prefect transaction, a later failure in the block deletes an endpoint this step created and
+    puts back the config values of one it changed (:mod:`deployflow.integrations.prefect.rollback`).
 
     Returns ``{"name", "action", "state", "url", "target"}``.
 
@@ -70,6 +73,7 @@ def create_endpoint(
     label = target_label(target)
     logger = run_logger()
     with step_deadline(timeout), open_client(target) as client:
+        before = rollback.snapshot_before(lambda: client.get_endpoint(name))
         try:
             ensured = ensure_endpoint(
                 client, name, config=reveal(config) if config is not None else None, if_exists=if_exists,
@@ -87,6 +91,7 @@ def create_endpoint(
             result["action"] = action
         else:
             link_artifact("endpoint", name, result.get("url"), state=str(result.get("state")), target=label)
+    rollback.stage_undo("endpoint", name, target=target, before=before, action=action, config=config, timeout=timeout)
     return safe(result)
 
 
@@ -115,7 +120,8 @@ def update_endpoint(
 ) -> dict[str, Any]:
     """Change endpoint ``name``'s configuration (for example its traffic split), then (by default) wait.
 
-    ``timeout`` and ``wait`` as for :func:`create_endpoint`. Returns ``{"name", "action": "updated",
+    ``timeout`` and ``wait`` as for :func:`create_endpoint`; inside a Prefect transaction, a later failure
+    in the block puts back the values this step changed. Returns ``{"name", "action": "updated",
     "state", "url", "target"}``.
 
     Example::
@@ -135,6 +141,7 @@ def update_endpoint(
     logger = run_logger()
     call_config = step_config(reveal(config) if config is not None else None, wait=wait)
     with step_deadline(timeout), open_client(target) as client:
+        before = rollback.snapshot_before(lambda: client.get_endpoint(name))
         try:
             record = client.update_endpoint(name, config=call_config)
         except DeploymentError as error:
@@ -148,6 +155,8 @@ def update_endpoint(
             result.update(wait_ready(client, "endpoint", name, target=label, timeout=time_left(timeout, started),
                                      poll_interval=poll_interval))
             result["action"] = "updated"
+    rollback.stage_undo("endpoint", name, target=target, before=before, action="updated", config=config,
+                        timeout=timeout)
     return safe(result)
 
 

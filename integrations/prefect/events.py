@@ -1,14 +1,51 @@
-"""Prefect events for deployments and endpoints that become ready or fail, for automations to react to.
+"""Prefect events for deployments and endpoints that become ready, fail or are rolled back, for
+automations and deployment triggers to react to.
 
-Event names: ``deployflow.deployment.ready``, ``deployflow.deployment.failed``,
-``deployflow.endpoint.ready``, ``deployflow.endpoint.failed``. The resource is
-``deployflow.deployment.<name>`` (or ``deployflow.endpoint.<name>``) with the labels
-``prefect.resource.name`` (the name), ``deployflow.kind`` and ``deployflow.target`` (the target URI, with
-credentials masked). The payload holds ``state``, ``reason``, ``url`` and, for failures, ``error_type``
-and ``error_code``. A failure event is sent once the task will not be retried.
+Events (``<kind>`` is ``deployment`` or ``endpoint``):
 
-An automation that pages someone when a deployment fails matches ``deployflow.deployment.failed``;
-one that starts a scoring flow matches ``deployflow.deployment.ready`` on ``deployflow.deployment.churn``.
+========================================  =====================================================
+event                                     payload keys
+========================================  =====================================================
+``deployflow.<kind>.ready``               ``name``, ``kind``, ``state`` (``"READY"``), ``url``,
+                                          ``target``, ``seconds`` (time spent waiting)
+``deployflow.<kind>.failed``              ``state`` (``"FAILED"``), ``reason``, ``error_type``,
+                                          ``error_code``
+``deployflow.<kind>.rolled-back``         ``action`` (what the step had done), ``undo``
+                                          (``"deleted"``, ``"restored"`` or ``"nothing"``)
+``deployflow.<kind>.rollback-failed``     ``action``, ``reason``, ``error_type``
+========================================  =====================================================
+
+The resource of every event is ``deployflow.<kind>.<name>`` (``prefect.resource.id``, for example
+``deployflow.deployment.churn``), with the labels ``prefect.resource.name`` (the name),
+``deployflow.kind`` and ``deployflow.target`` (the target URI, credentials masked). Every string in a
+payload is redacted. A ``ready`` event is sent by every task that waited until READY (the create and
+update tasks and the wait tasks); a ``failed`` event once the task will not be retried; the rollback
+events by a step's rollback hook (:mod:`.rollback`). A failure to send an event is logged and never
+fails the task.
+
+An automation (or a deployment's trigger) matches the event name and the resource id, and can pass
+payload values to the flow it runs. "Run the scoring deployment when churn is ready"::
+
+    from prefect.automations import Automation
+    from prefect.events.actions import RunDeployment
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    Automation(
+        name="score churn once it serves",
+        trigger=EventTrigger(
+            expect={"deployflow.deployment.ready"},
+            match={"prefect.resource.id": "deployflow.deployment.churn"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[RunDeployment(source="selected", deployment_id=scoring_deployment_id,
+                               parameters={"url": "{{ event.payload.url }}"})],
+    ).create()
+
+A deployment's own trigger works the same way: ``DeploymentEventTrigger(expect=..., match=...,
+parameters=...)`` given to ``flow.serve(triggers=[...])`` or ``flow.deploy(triggers=[...])`` (which turn
+it into such an automation for that deployment). One that pages someone expects
+``deployflow.deployment.failed`` and passes ``{"reason": "{{ event.payload.reason }}"}``.
 """
 
 from __future__ import annotations
@@ -19,12 +56,16 @@ from deployflow.redaction import redact
 
 from ._runtime import run_logger, safe
 
-__all__ = ["READY", "FAILED", "event_name", "resource_id", "emit_state_event"]
+__all__ = ["READY", "FAILED", "ROLLED_BACK", "ROLLBACK_FAILED", "event_name", "resource_id", "emit_state_event"]
 
 Kind = Literal["deployment", "endpoint"]
 
 READY = "ready"
 FAILED = "failed"
+#: Sent by a step's rollback hook once it has undone the step (see :mod:`.rollback`).
+ROLLED_BACK = "rolled-back"
+#: Sent by a step's rollback hook that could not undo the step.
+ROLLBACK_FAILED = "rollback-failed"
 
 
 def event_name(kind: Kind, outcome: str) -> str:

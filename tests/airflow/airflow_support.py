@@ -27,6 +27,7 @@ REPO = HERE.parents[1]
 EXAMPLE_DAG_FILE = REPO / "examples" / "airflow" / "deploy_and_score.py"
 TEST_DAG_FILE = HERE / "dags" / "deployflow_test_dags.py"
 TEMPLATED_DAG_FILE = HERE / "dags" / "deployflow_templated_dags.py"
+REACTING_DAG_FILE = HERE / "dags" / "deployflow_reacting_dags.py"
 
 HOME = Path(tempfile.mkdtemp(prefix="deployflow-airflow-"))
 DAGS_FOLDER = HOME / "dags"
@@ -49,6 +50,8 @@ os.environ.update(
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{HOME / 'airflow.db'}",
         "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",
+        # DAGs scheduled on assets are queued by asset events only when they are not paused.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW_CONN_DEPLOYFLOW_LOCAL": _connection(),
         "AIRFLOW_CONN_DEPLOYFLOW_TEST": _connection(),
         "DEPLOYFLOW_EXAMPLE_OUTPUT": str(EXAMPLE_OUTPUT),
@@ -60,7 +63,7 @@ def link_dags() -> None:
     """Put the example DAG and the test DAGs into the session's DAGs folder (as symlinks, so each file
     still finds its models relative to where it really lives)."""
     DAGS_FOLDER.mkdir(parents=True, exist_ok=True)
-    for source in (EXAMPLE_DAG_FILE, TEST_DAG_FILE, TEMPLATED_DAG_FILE):
+    for source in (EXAMPLE_DAG_FILE, TEST_DAG_FILE, TEMPLATED_DAG_FILE, REACTING_DAG_FILE):
         link = DAGS_FOLDER / source.name
         if not link.exists():
             link.symlink_to(source)

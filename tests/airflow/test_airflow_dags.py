@@ -41,6 +41,9 @@ def test_example_dag_deploys_waits_scores_and_tears_down(example_runs, mode):
 
     deploy = support.return_value(run, "deploy")
     assert deploy["action"] == "created" and deploy["state"] == State.READY.value
+    # The record as read once READY (the create returned before the server had a port): url and flavor.
+    assert deploy["url"].startswith("http://127.0.0.1:") and deploy["flavor"]
+    assert support.xcoms(run)[("deploy", "_link_DeploymentLink")] == deploy["url"]  # the UI's link
     assert deploy["deployment_name"] == "churn"
     # The example serves the model defined in the DAG file itself.
     assert deploy["model_uri"] == f"python:{support.EXAMPLE_DAG_FILE.resolve()}:model"

@@ -115,7 +115,10 @@ def test_deferrable_and_blocking_waits_share_one_deadline(slow):
 
     carry = trigger.carry
     done = operator.execute_complete({}, event={"status": "READY", "reason": None, "carry": carry})
-    assert done == {**carry, "state": "READY", "reason": None}
+    # The record is read again on resuming; state and reason are the trigger's.
+    with support_client() as client:
+        record = client.get_deployment(slow)
+    assert done == {**carry, "model_uri": record["model_uri"], "state": "READY", "reason": None}
     # The same rule as the blocking path: the deadline is the whole budget, so no retry.
     with pytest.raises(AirflowFailException, match="not ready in time"):
         operator.execute_complete({}, event={"status": "TIMEOUT", "message": "not ready in time", "carry": carry})
@@ -128,6 +131,44 @@ def test_deferrable_and_blocking_waits_share_one_deadline(slow):
     blocking = create(slow, support.SLOW, config=support.NO_WAIT, deferrable=False, timeout=0.5)
     with pytest.raises(AirflowFailException, match="not ready after"):
         blocking.execute({})
+
+
+def support_client() -> Any:
+    from deployflow import get_deploy_client
+
+    return get_deploy_client(support.TARGET_URI)
+
+
+@pytest.mark.parametrize("mode", ["worker", "deferred"])
+def test_xcom_after_a_wait_is_the_record_read_once_ready(client, deployments, mode):
+    """The create returns before the server is up (no URL yet); the XCom is the record read after READY."""
+    name = f"ops-record-{mode}"
+    deployments.append(name)
+    operator = create(name, support.ADD_ONE, config=support.NO_WAIT, deferrable=mode == "deferred", timeout=120)
+    if mode == "worker":
+        result = operator.execute({})
+    else:
+        with pytest.raises(TaskDeferred) as deferred:
+            operator.execute({})
+        event = asyncio.run(_first_event(deferred.value.trigger))
+        result = operator.execute_complete({}, event=event)
+    record = client.get_deployment(name)
+    # What a create that returned before the server had a port carries: no url, no flavor.
+    resumed = operator.execute_complete(
+        {}, event={"status": "READY", "reason": None, "carry": {"deployment_name": name, "action": "created"}}
+    )
+    assert (resumed["url"], resumed["flavor"]) == (record["url"], record["flavor"])
+    assert result["state"] == "READY" and result["action"] == "created"
+    assert result["url"] == record["url"] and result["url"].startswith("http://127.0.0.1:")
+    assert result["flavor"] == record["flavor"] and result["flavor"]
+    assert result["model_uri"] == record["model_uri"]
+    assert json.loads(json.dumps(result)) == result
+
+
+async def _first_event(trigger: Any) -> dict[str, Any]:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("the trigger fired no event")
 
 
 def test_deferrable_defaults_to_airflows_setting(monkeypatch):

@@ -45,7 +45,8 @@ def test_providers_manager_knows_the_connection_type_and_its_form():
     assert {"schema", "port", "login"} <= set(behaviour["hidden_fields"])
     assert "extra__deployflow__token_option" in manager.connection_form_widgets
     ours = [info for info in manager.trigger if info.package_name == "deployflow"]
-    assert [info.trigger_class_name for info in ours] == ["deployflow.integrations.airflow.triggers.readiness"]
+    assert sorted(info.trigger_class_name for info in ours) == [
+        "deployflow.integrations.airflow.triggers.promotion", "deployflow.integrations.airflow.triggers.readiness"]
 
 
 def test_connection_fields_become_target_and_options():
@@ -97,3 +98,23 @@ def test_hook_test_connection_reports_success_and_failure(monkeypatch):
     )
     ok, message = DeploymentHook("deployflow_broken").test_connection()
     assert ok is False and "no-such-target" in message and support.TOKEN not in message
+
+
+def test_the_deployment_link_is_registered_and_on_the_operators_that_deploy():
+    from airflow.providers_manager import ProvidersManager
+
+    from deployflow.integrations.airflow.get_provider_info import get_provider_info
+    from deployflow.integrations.airflow.links import DeploymentLink
+    from deployflow.integrations.airflow.operators import (
+        CreateDeploymentOperator,
+        CreateEndpointOperator,
+        UpdateDeploymentOperator,
+        UpdateEndpointOperator,
+    )
+
+    link_class = "deployflow.integrations.airflow.links.DeploymentLink"
+    assert get_provider_info()["extra-links"] == [link_class]
+    assert link_class in ProvidersManager().extra_links_class_names  # Airflow loaded and accepted it
+    for operator in (CreateDeploymentOperator, UpdateDeploymentOperator, CreateEndpointOperator, UpdateEndpointOperator):
+        assert [type(link) for link in operator.operator_extra_links] == [DeploymentLink], operator
+        assert [link.name for link in operator.operator_extra_links] == ["Deployment"]

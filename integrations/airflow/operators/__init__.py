@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .deployment import CreateDeploymentOperator, DeleteDeploymentOperator, UpdateDeploymentOperator
 from .endpoint import CreateEndpointOperator, DeleteEndpointOperator, UpdateEndpointOperator
+from .promotion import PromoteOperator
 from .scoring import BatchPredictOperator, PredictOperator
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "DeleteEndpointOperator",
     "PredictOperator",
     "BatchPredictOperator",
+    "PromoteOperator",
 ]

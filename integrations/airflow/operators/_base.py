@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from deployflow import BaseDeploymentClient, DeploymentError, DeploymentFailedError, State, Status
 from deployflow.orchestration import step_deadline
+from deployflow.redaction import redact
 
 from .._common import (
     DEFAULT_CONN_ID,
@@ -23,12 +24,16 @@ from .._common import (
     describe_deadline,
     error_from_event,
     flag,
+    given,
     raise_for,
     seconds,
     seconds_left,
+    small_record,
     translate_errors,
 )
+from ..assets import deployment_asset, endpoint_asset, now_text, set_outlet_extra
 from ..hooks.deployment import DeploymentHook
+from ..links import DeploymentLink, console_url
 from ..triggers.readiness import DeploymentReadyTrigger, EndpointReadyTrigger
 
 if TYPE_CHECKING:
@@ -92,7 +97,15 @@ class ReadinessWaitingOperator(DeployflowOperator):
     :param not_found_grace: seconds a missing deployment or endpoint is tolerated (a change that has not
         propagated yet) before the task fails (templated).
     :param deferrable: wait in the triggerer instead of holding a worker slot. Defaults to Airflow's
-        ``[operators] default_deferrable``.
+        ``[operators] default_deferrable``, read when the operator is built (when the DAG is parsed).
+    :param emit_asset: add the deployment's (or endpoint's) asset to the task's outlets, so that DAGs
+        scheduled on it run once the task succeeded (:mod:`deployflow.integrations.airflow.assets`; needs
+        a literal name and connection id). Default ``False``.
+
+    Every ``Asset`` in the task's outlets gets, on success, an event whose extra says what the task did
+    (target, name, action, state, model URI, URL, flavor, time). The task's "Deployment" button in the
+    UI (:class:`~deployflow.integrations.airflow.links.DeploymentLink`) opens the target's console page
+    (``console_url`` in the XCom, for ``databricks``) or the served ``url``.
 
     The durations are numbers of seconds, their text, or ``timedelta``. A literal value is checked
     when the DAG is parsed; a templated one when the task runs, by the same rule, failing the task
@@ -104,10 +117,16 @@ class ReadinessWaitingOperator(DeployflowOperator):
     the target is asked not to wait (config ``wait: false``), so the task returns, or defers, as soon
     as the change is recorded and started.
 
+    Once READY, the task reads the target's record again and its XCom holds what that record says
+    (``url``, ``flavor``, ``model_uri``, ...: fields a target may fill in only once the server is up),
+    with ``state`` ``"READY"`` and the wait's ``reason``; the same in the worker and after a deferral.
+
     Outcomes are the same in both modes: READY succeeds; FAILED or still missing fails at once
     (``AirflowFailException``, with the target's reason, no retry); running out of time fails too:
     the timeout is the whole budget of the wait, so a retry would only wait longer than asked.
     """
+
+    operator_extra_links = (DeploymentLink(),)
 
     argument_checks: ClassVar[Mapping[str, ArgumentCheck]] = {
         "wait_for_completion": flag,
@@ -126,9 +145,11 @@ class ReadinessWaitingOperator(DeployflowOperator):
         max_poll_interval: float | datetime.timedelta | str = 30.0,
         not_found_grace: float | datetime.timedelta | str = 30.0,
         deferrable: bool | None = None,
+        emit_asset: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.emit_asset = bool(emit_asset)
         self.wait_for_completion = wait_for_completion
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -162,6 +183,34 @@ class ReadinessWaitingOperator(DeployflowOperator):
         """``(kind, deployment_name, endpoint)`` of what this task waits for."""
         raise NotImplementedError
 
+    def _add_own_asset(self) -> None:
+        """With ``emit_asset``, put the asset of what this task changes among its outlets (subclasses
+        call this once their names are set)."""
+        if not self.emit_asset:
+            return
+        kind, name, endpoint = self._readiness_target()
+        if kind == "deployment":
+            asset = deployment_asset(name, conn_id=self.deployflow_conn_id)  # type: ignore[arg-type]
+        else:
+            asset = endpoint_asset(endpoint, conn_id=self.deployflow_conn_id)  # type: ignore[arg-type]
+        if asset not in self.outlets:
+            self.outlets = [*self.outlets, asset]
+
+    def finish(self, context: Context, client: BaseDeploymentClient, result: dict[str, Any]) -> dict[str, Any]:
+        """The task's XCom: ``result`` with the target's console page (``console_url``) where it has
+        one; and the extra of the task's asset events."""
+        kind, name, endpoint = self._readiness_target()
+        page = console_url(client, endpoint if kind == "endpoint" else (endpoint or name))
+        if page:
+            result = {**result, "console_url": page}
+        keys = ("deployment_name", "endpoint", "action", "state", "model_uri", "url", "flavor")
+        set_outlet_extra(self, context, {
+            "target": redact(str(getattr(client, "target_uri", ""))),
+            **{key: result.get(key) for key in keys if key in result},
+            "time": now_text(),
+        })
+        return result
+
     def _what(self) -> str:
         kind, name, endpoint = self._readiness_target()
         return f"Deployment {name!r}" if kind == "deployment" else f"Endpoint {endpoint!r}"
@@ -188,7 +237,7 @@ class ReadinessWaitingOperator(DeployflowOperator):
                     raise_for(error, f"Checking {self._what()}")
                 status = None
             if status is not None and status.state is State.READY:
-                return self._ready(result, status.reason)
+                return self._ready(client, result, status.reason)
             if status is not None and status.state is State.FAILED:
                 reason = status.reason or "the target reported FAILED"
                 raise_for(DeploymentFailedError(f"{self._what()} failed: {reason}", reason=status.reason))
@@ -212,7 +261,7 @@ class ReadinessWaitingOperator(DeployflowOperator):
                 status = client.wait_for_deployment(name, endpoint, **plan)  # type: ignore[arg-type]
             else:
                 status = client.wait_for_endpoint(endpoint, **plan)  # type: ignore[arg-type]
-        return self._ready(result, status.reason)
+        return self._ready(client, result, status.reason)
 
     def _trigger(self, deadline: float, not_found_deadline: float, carry: dict[str, Any]) -> Any:
         kind, name, endpoint = self._readiness_target()
@@ -236,9 +285,20 @@ class ReadinessWaitingOperator(DeployflowOperator):
         carry = dict(event.get("carry") or {})
         if event.get("status") == "READY":
             self.log.info("%s is READY", self._what())
-            return self._ready(carry, event.get("reason"))
+            with self.client() as client:
+                return self.finish(context, client, self._ready(client, carry, event.get("reason")))
         raise_for(error_from_event(event))
 
-    @staticmethod
-    def _ready(result: dict[str, Any], reason: str | None) -> dict[str, Any]:
-        return {**result, "state": State.READY.value, "reason": reason}
+    def read_record(self, client: BaseDeploymentClient) -> Any:
+        """The target's record of what this task waits for, as it reads now."""
+        kind, name, endpoint = self._readiness_target()
+        if kind == "deployment":
+            return client.get_deployment(name, **given(endpoint=endpoint))  # type: ignore[arg-type]
+        return client.get_endpoint(endpoint)  # type: ignore[arg-type]
+
+    def _ready(self, client: BaseDeploymentClient, result: dict[str, Any], reason: str | None) -> dict[str, Any]:
+        """``result`` with the record read once READY (a URL or flavor known only once the server is up),
+        then state READY and the wait's reason."""
+        with translate_errors(f"Reading {self._what()} once READY"):
+            record = self.read_record(client)
+        return {**result, **small_record(record), "state": State.READY.value, "reason": reason}

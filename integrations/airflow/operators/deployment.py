@@ -26,6 +26,7 @@ class _DeploymentOperator(ReadinessWaitingOperator):
         super().__init__(**kwargs)
         self.deployment_name = deployment_name
         self.endpoint = endpoint
+        self._add_own_asset()
 
     def _readiness_target(self) -> tuple[str, str | None, str | None]:
         return "deployment", self.deployment_name, self.endpoint
@@ -44,7 +45,10 @@ class CreateDeploymentOperator(_DeploymentOperator):
 
     :param deployment_name: the deployment's name (templated).
     :param model_uri: the model, in a form the target understands (templated), e.g.
-        ``python:/abs/path/model.py:model`` for ``local``.
+        ``python:/abs/path/model.py:model`` for ``local``. Trust boundary: on ``local``, loading a
+        pickle, joblib or ``python:`` model runs the code it holds, with the rights of the process that
+        serves it, so a templated ``model_uri`` is code execution for whoever can trigger this DAG or set
+        its parameters; template it only from values you control.
     :param flavor: the model flavor, or ``None`` to let the target decide (templated).
     :param config: target-specific settings (templated; rendered as JSON in the UI). For ``local``,
         ``{"wait": False}`` makes the create return at once, so the wait below can be deferred.
@@ -61,7 +65,8 @@ class CreateDeploymentOperator(_DeploymentOperator):
     :class:`~deployflow.integrations.airflow.operators._base.ReadinessWaitingOperator`.
 
     XCom: ``{"deployment_name", "endpoint", "action": "created" | "adopted" | "updated", "state",
-    "reason", "url", "model_uri", "flavor", ...}``.
+    "reason", "url", "model_uri", "flavor", ...}``; after a wait, the record's fields as read once the
+    deployment is READY; ``"console_url"`` too on targets with a console page (``databricks``).
     """
 
     template_fields: Sequence[str] = (
@@ -101,7 +106,7 @@ class CreateDeploymentOperator(_DeploymentOperator):
             with translate_errors(f"Creating deployment {self.deployment_name!r}"):
                 record, action = self._create_or_take_over(client)
             self.log.info("Deployment %r: %s", self.deployment_name, action)
-            return self._wait_until_ready(client, self._result(action, record))
+            return self.finish(context, client, self._wait_until_ready(client, self._result(action, record)))
 
     def _create_or_take_over(self, client: BaseDeploymentClient) -> tuple[Any, str]:
         result = ensure_deployment(
@@ -172,7 +177,7 @@ class UpdateDeploymentOperator(_DeploymentOperator):
                     **given(model_uri=self.model_uri, flavor=self.flavor, config=config, endpoint=self.endpoint),
                 )
                 record = record or client.get_deployment(self.deployment_name)
-            return self._wait_until_ready(client, self._result("updated", record))
+            return self.finish(context, client, self._wait_until_ready(client, self._result("updated", record)))
 
 
 class DeleteDeploymentOperator(DeployflowOperator):

@@ -19,6 +19,7 @@ class _EndpointOperator(ReadinessWaitingOperator):
     def __init__(self, *, endpoint: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.endpoint = endpoint
+        self._add_own_asset()
 
     def _readiness_target(self) -> tuple[str, str | None, str | None]:
         return "endpoint", None, self.endpoint
@@ -40,7 +41,8 @@ class CreateEndpointOperator(_EndpointOperator):
     :param deployflow_conn_id: the ``deployflow`` connection (templated).
 
     Waiting as for :class:`~deployflow.integrations.airflow.operators.deployment.CreateDeploymentOperator`.
-    XCom: ``{"endpoint", "action": "created" | "adopted" | "updated", "state", "reason", "url", "routes"}``.
+    XCom: ``{"endpoint", "action": "created" | "adopted" | "updated", "state", "reason", "url", "routes"}``
+    (after a wait, as the record reads once READY), plus ``"console_url"`` on ``databricks``.
     """
 
     template_fields: Sequence[str] = ("endpoint", "config", "deployflow_conn_id", "if_exists", *WAITING_TEMPLATE_FIELDS)
@@ -61,7 +63,7 @@ class CreateEndpointOperator(_EndpointOperator):
             with translate_errors(f"Creating endpoint {self.endpoint!r}"):
                 record, action = self._create_or_take_over(client)
             self.log.info("Endpoint %r: %s", self.endpoint, action)
-            return self._wait_until_ready(client, self._result(action, record))
+            return self.finish(context, client, self._wait_until_ready(client, self._result(action, record)))
 
     def _create_or_take_over(self, client: BaseDeploymentClient) -> tuple[Any, str]:
         result = ensure_endpoint(
@@ -95,7 +97,7 @@ class UpdateEndpointOperator(_EndpointOperator):
             with translate_errors(f"Updating endpoint {self.endpoint!r}"):
                 record = client.update_endpoint(self.endpoint, **given(config=config))
                 record = record if isinstance(record, Mapping) else client.get_endpoint(self.endpoint)
-            return self._wait_until_ready(client, self._result("updated", record))
+            return self.finish(context, client, self._wait_until_ready(client, self._result("updated", record)))
 
 
 class DeleteEndpointOperator(DeployflowOperator):

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 from airflow.sdk.exceptions import AirflowFailException
 
 from deployflow import InvalidInputError, Progress, batch_predict
+from deployflow.redaction import redact
 
 from .._common import count, flag, given, json_safe, translate_errors, whole_number_text
+from ..assets import batch_output_asset, now_text, set_outlet_extra
 from ._base import DeployflowOperator
 
 if TYPE_CHECKING:
@@ -195,6 +197,10 @@ class BatchPredictOperator(DeployflowOperator):
     :param resume: continue an interrupted job found in ``output_path`` (default ``True``; templated).
     :param overwrite: start over, discarding what ``output_path`` holds (templated).
     :param deployflow_conn_id: the ``deployflow`` connection (templated).
+    :param emit_asset: add the output's asset (:func:`~deployflow.integrations.airflow.assets.batch_output_asset`)
+        to the task's outlets; needs a literal ``output_path``. Default ``False``. Every ``Asset`` in
+        the task's outlets gets, on success, an event whose extra holds the target, the deployment or
+        endpoint, the output and errors paths, the rows, rejected rows and chunks, and the time.
 
     A template that renders to the text of a whole number (``chunk_size``, ``concurrency``,
     ``max_chunk_retries``) or of a flag (``resume``, ``overwrite``: ``"true"``, ``"False"``, ...) is
@@ -254,10 +260,16 @@ class BatchPredictOperator(DeployflowOperator):
         max_chunk_retries: int = 3,
         resume: bool = True,
         overwrite: bool = False,
+        emit_asset: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         _one_target(deployment_name, endpoint, "BatchPredictOperator")
+        self.emit_asset = bool(emit_asset)
+        if self.emit_asset:
+            asset = batch_output_asset(output_path)
+            if asset not in self.outlets:
+                self.outlets = [*self.outlets, asset]
         self.input_path = input_path
         self.output_path = output_path
         self.deployment_name = deployment_name
@@ -318,7 +330,10 @@ class BatchPredictOperator(DeployflowOperator):
                 progress=False,
                 progress_callback=log_progress,
             )
+            target = redact(str(getattr(client, "target_uri", "")))
         result = {**json_safe(summary.to_dict()), "deployment_name": self.deployment_name, "endpoint": self.endpoint}
+        keys = ("deployment_name", "endpoint", "output_path", "errors_path", "rows", "failed_rows", "chunks")
+        set_outlet_extra(self, context, {"target": target, **{key: result.get(key) for key in keys}, "time": now_text()})
         self.log.info(
             "Scored %s rows in %s chunks (%s resumed, %s rejected) into %s",
             result["rows"], result["chunks"], result["resumed_chunks"], result["failed_rows"], result["output_path"],
