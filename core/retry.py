@@ -98,9 +98,11 @@ def _invalid(source: str, value: object, expected: str) -> InvalidInputError:
     return InvalidInputError(f"{source} must be {expected}, got {value!r}")
 
 
-def as_number(value: object, source: str, *, positive: bool) -> float:
-    """``value`` (a number or a numeric string) as a float >= 0 (> 0 with ``positive``)."""
-    expected = "a positive number" if positive else "a number >= 0"
+def as_number(value: object, source: str, *, positive: bool, unit: str | None = None) -> float:
+    """``value`` (a number or a numeric string) as a float >= 0 (> 0 with ``positive``); ``unit``
+    (``"seconds"``) names what the number counts in the error message."""
+    of = f" of {unit}" if unit else ""
+    expected = f"a positive number{of}" if positive else f"a number{of} >= 0"
     if isinstance(value, bool):
         raise _invalid(source, value, expected)
     if isinstance(value, str):

@@ -40,7 +40,7 @@ from deployflow import (
     WaitTimeoutError,
 )
 from deployflow.redaction import redact
-from deployflow.retry import as_bool, as_int
+from deployflow.retry import as_bool, as_int, as_number
 
 __all__ = [
     "DEFAULT_CONN_ID",
@@ -93,17 +93,11 @@ class InvalidArgumentError(AirflowFailException, ValueError):
 def seconds(value: float | int | datetime.timedelta | str, what: str = "timeout") -> float:
     """``value`` as a finite number of seconds >= 0 (a ``timedelta`` or a number, or its text)."""
     if isinstance(value, datetime.timedelta):
-        result = value.total_seconds()
-    elif isinstance(value, bool):
-        raise InvalidArgumentError(f"{what} must be a number of seconds, got {value!r}")
-    else:
-        try:
-            result = float(value)
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(f"{what} must be a number of seconds, got {value!r}") from None
-    if not math.isfinite(result) or result < 0:
-        raise InvalidArgumentError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
-    return result
+        value = value.total_seconds()
+    try:
+        return as_number(value, what, positive=False, unit="seconds")
+    except InvalidInputError as error:
+        raise InvalidArgumentError(str(error)) from None
 
 
 def flag(value: Any, what: str) -> bool:

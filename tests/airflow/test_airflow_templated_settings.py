@@ -73,7 +73,7 @@ def test_wrong_rendered_values_fail_at_once_with_the_parse_time_message():
     tis = support.task_instances(run)
     failures = "\n".join(failure_lines(output))
     expected = {
-        "bad_timeout": "timeout must be a number of seconds, got 'soon'",
+        "bad_timeout": "timeout must be a number of seconds >= 0, got 'soon'",
         "bad_if_exists": "if_exists must be one of adopt, update, fail; got 'replace'",
         "bad_flag": "return_predictions must be true or false, got 'maybe'",
     }
@@ -134,11 +134,11 @@ CONN = {"deployflow_conn_id": "deployflow_test"}
 
 
 def test_literal_values_are_still_checked_when_the_dag_is_parsed():
-    with pytest.raises(ValueError, match=r"^timeout must be a number of seconds, got 'soon'$"):
+    with pytest.raises(ValueError, match=r"^timeout must be a number of seconds >= 0, got 'soon'$"):
         CreateDeploymentOperator(task_id="c", deployment_name="d", model_uri="m", timeout="soon", **CONN)
     with pytest.raises(ValueError, match=r"^if_exists must be one of adopt, update, fail; got 'replace'$"):
         CreateEndpointOperator(task_id="e", endpoint="e", if_exists="replace", **CONN)
-    with pytest.raises(ValueError, match="not_found_grace must be a finite number of seconds >= 0"):
+    with pytest.raises(ValueError, match="not_found_grace must be a number of seconds >= 0"):
         WaitForDeploymentReadySensor(task_id="s", deployment_name="d", not_found_grace=-1, **CONN)
     with pytest.raises(ValueError, match="resume must be true or false"):
         BatchPredictOperator(task_id="b", deployment_name="d", input_path="i", output_path="o", resume="maybe", **CONN)
