@@ -293,6 +293,12 @@ class ScoringApp:
             check_content_type(content_type_text)
         except UnsupportedMediaTypeError as exc:
             return responses.text(415, exc.message)
+        return await self.admitted(
+            declared, receive, lambda body: self._run(self._timed_out, self._score, body, content_type_text))
+
+    async def admitted(self, declared: int, receive: Receive, work: Callable[[bytes], Awaitable[Response]]) -> Response:
+        """Admit a request that declared ``declared`` body bytes into the queue (or refuse it: 503), read
+        its body, and answer with ``work(body)``; its place and bytes are released once answered."""
         admission = self.admission
         refusal = admission.refusal(declared)
         if refusal is not None:
@@ -306,7 +312,7 @@ class ScoringApp:
             body, held = await self.read_body(receive, held)
             if isinstance(body, tuple):
                 return body
-            return await self._run(self._timed_out, self._score, body, content_type_text)
+            return await work(body)
         finally:
             admission.release(held)
             if metrics is not None:
@@ -336,24 +342,9 @@ class ScoringApp:
         declared = self.declared_length(scope)
         if not isinstance(declared, int):
             return declared
-        refusal = self.admission.refusal(declared)
-        if refusal is not None:
-            return responses.overloaded(refusal)
-        self.admission.admit(declared)
-        held = declared
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight.inc()
-        try:
-            body, held = await self.read_body(receive, held)
-            if isinstance(body, tuple):
-                return body
-            header_length = responses.header(scope["headers"], b"inference-header-content-length")
-            return await self._run(self._v2_timed_out, self._v2_infer, body, header_length)
-        finally:
-            self.admission.release(held)
-            if metrics is not None:
-                metrics.in_flight.dec()
+        header_length = responses.header(scope["headers"], b"inference-header-content-length")
+        return await self.admitted(
+            declared, receive, lambda body: self._run(self._v2_timed_out, self._v2_infer, body, header_length))
 
     def _v2_infer(self, body: bytes, header_length: bytes | None) -> Response:
         status, payload = v2.infer(self.model, body, self.name or "", None, header_length)
