@@ -12,12 +12,13 @@ pickled client sent to another process shows it unmasked.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import requests.auth
 
 from ..base import BaseDeploymentClient
-from ..errors import NotSupportedError
+from ..errors import InvalidInputError, NotSupportedError
 from ..redaction import Secret
 
 __all__ = ["HostedModelsClient", "BearerAuth", "BasicAuth", "refuse_run_local"]
@@ -88,6 +89,33 @@ class HostedModelsClient(BaseDeploymentClient):
 
     def delete_endpoint(self, endpoint: str) -> None:
         self._refuse("delete_endpoint")
+
+
+def split_target_options(options: Mapping[str, Any], known: frozenset[str], label: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` as (HTTP settings, the target's own options); a name that is neither raises
+    :class:`~deployflow.errors.InvalidInputError` listing the known ones."""
+    from ..transport import HttpSettings
+
+    settings_options, own = HttpSettings.split_options(options)
+    unknown = sorted(set(own) - known)
+    if unknown:
+        raise InvalidInputError(
+            f"Unknown option(s) for the {label} target: {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(known | HttpSettings.OPTION_NAMES))}"
+        )
+    return settings_options, own
+
+
+def bearer_transport(url: str, settings_options: Mapping[str, Any], own: Mapping[str, Any]) -> Any:
+    """The sync transport of a target that takes ``auth_token`` (sent as ``Authorization: Bearer``)
+    and extra ``headers`` options, whose values may be held masked."""
+    from ..redaction import reveal
+    from ..transport import HttpSettings, HttpTransport
+
+    headers = {name: reveal(value) for name, value in dict(own.get("headers") or {}).items()}
+    token = reveal(own.get("auth_token"))
+    return HttpTransport(url, settings=HttpSettings.from_options(dict(settings_options)), headers=headers,
+                         auth=BearerAuth(token) if token else None)
 
 
 def refuse_run_local(target: str) -> NoReturn:

@@ -20,7 +20,7 @@ from ..predictions import PredictionsResponse
 from ..redaction import get_logger, redact, reveal
 from ..status import State, Status
 from ..transport import HttpSettings, HttpTransport
-from ._hosted import BasicAuth, BearerAuth, HostedModelsClient, refuse_run_local
+from ._hosted import BasicAuth, BearerAuth, HostedModelsClient, refuse_run_local, split_target_options
 from ._sse import stream_json
 
 __all__ = ["GatewayDeploymentClient", "GatewayRecord", "GatewayEndpoint", "GatewayEndpointModel", "run_local", "target_help"]
@@ -185,13 +185,7 @@ class GatewayDeploymentClient(HostedModelsClient):
     def __init__(self, target_uri: str, **options: Any) -> None:
         super().__init__(target_uri, **options)
         self.url = _check_uri(target_uri)
-        http_options, own = HttpSettings.split_options(options)
-        unknown = sorted(set(own) - _OPTIONS)
-        if unknown:
-            raise InvalidInputError(
-                f"Unknown option(s) for the deployments server target: {', '.join(unknown)}; known: "
-                f"{', '.join(sorted(_OPTIONS | HttpSettings.OPTION_NAMES))}"
-            )
+        http_options, own = split_target_options(options, _OPTIONS, "deployments server")
         if http_options.get("verify") is None:
             if os.environ.get(INSECURE_TLS_ENV, "").strip().lower() in ("1", "true", "yes"):
                 http_options["verify"] = False

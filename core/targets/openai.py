@@ -26,7 +26,7 @@ from ..predictions import PredictionsResponse
 from ..redaction import Secret, get_logger, register_secret, reveal
 from ..status import State, Status
 from ..transport import HttpSettings, HttpTransport
-from ._hosted import HostedModelsClient, refuse_run_local
+from ._hosted import HostedModelsClient, refuse_run_local, split_target_options
 from ._sse import stream_json
 
 __all__ = ["OpenAIDeploymentClient", "OpenAISettings", "run_local", "target_help"]
@@ -152,13 +152,7 @@ class OpenAIDeploymentClient(HostedModelsClient):
         super().__init__(target_uri, **options)
         if target_uri.strip() != "openai":
             raise TargetError(f"{target_uri!r} is not an OpenAI target URI: use 'openai' (and base_url= for another server)")
-        http_options, own = HttpSettings.split_options(options)
-        unknown = sorted(set(own) - _OPTIONS)
-        if unknown:
-            raise InvalidInputError(
-                f"Unknown option(s) for the openai target: {', '.join(unknown)}; known: "
-                f"{', '.join(sorted(_OPTIONS | HttpSettings.OPTION_NAMES))}"
-            )
+        http_options, own = split_target_options(options, _OPTIONS, "openai")
         self.settings = OpenAISettings.from_options(own)
         headers = {name: reveal(value) for name, value in dict(own.get("headers") or {}).items()}
         if self.settings.organization:

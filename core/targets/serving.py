@@ -11,13 +11,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import DeploymentError, InvalidInputError, RequestTimeoutError, TargetError
+from ..errors import DeploymentError, RequestTimeoutError, TargetError
 from ..payloads import decode_response, encode_request
 from ..predictions import PredictionsResponse
-from ..redaction import reveal
 from ..status import State, Status
-from ..transport import HttpSettings, HttpTransport
-from ._hosted import BearerAuth, HostedModelsClient, refuse_run_local
+from ._hosted import HostedModelsClient, bearer_transport, refuse_run_local, split_target_options
 
 __all__ = ["ServingDeploymentClient", "run_local", "target_help"]
 
@@ -42,22 +40,9 @@ class ServingDeploymentClient(HostedModelsClient):
             raise TargetError(
                 f"{target_uri!r} is not a serving target URI: use serving+http://host:port or serving+https://host"
             )
-        settings_options, own = HttpSettings.split_options(options)
-        unknown = sorted(set(own) - _OPTIONS)
-        if unknown:
-            raise InvalidInputError(
-                f"Unknown option(s) for the serving target: {', '.join(unknown)}; known: "
-                f"{', '.join(sorted(_OPTIONS | HttpSettings.OPTION_NAMES))}"
-            )
-        headers = {name: reveal(value) for name, value in dict(own.get("headers") or {}).items()}
-        token = reveal(own.get("auth_token"))
+        settings_options, own = split_target_options(options, _OPTIONS, "serving")
         self.url = rest.rstrip("/")
-        self._transport = HttpTransport(
-            self.url,
-            settings=HttpSettings.from_options(settings_options),
-            headers=headers,
-            auth=BearerAuth(token) if token else None,
-        )
+        self._transport = bearer_transport(self.url, settings_options, own)
 
     target_label = "serving"
     not_offered = (

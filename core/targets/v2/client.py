@@ -21,10 +21,8 @@ from ...errors import (
 )
 from ...jsoncodec import dumps, loads
 from ...predictions import PredictionsResponse
-from ...redaction import reveal
 from ...status import State, Status
-from ...transport import HttpSettings, HttpTransport
-from .._hosted import BearerAuth, HostedModelsClient, refuse_run_local
+from .._hosted import HostedModelsClient, bearer_transport, refuse_run_local, split_target_options
 
 __all__ = ["V2DeploymentClient", "run_local", "target_help"]
 
@@ -82,13 +80,7 @@ class V2DeploymentClient(HostedModelsClient):
         parts = urlsplit(rest)
         if scheme != "v2" or parts.scheme not in ("http", "https") or not parts.netloc:
             raise TargetError(f"{target_uri!r} is not a v2 target URI: use v2+http://host:port or v2+https://host[/prefix]")
-        settings_options, own = HttpSettings.split_options(options)
-        unknown = sorted(set(own) - _OPTIONS)
-        if unknown:
-            raise InvalidInputError(
-                f"Unknown option(s) for the v2 target: {', '.join(unknown)}; known: "
-                f"{', '.join(sorted(_OPTIONS | HttpSettings.OPTION_NAMES))}"
-            )
+        settings_options, own = split_target_options(options, _OPTIONS, "v2")
         seldon = own.get("seldon_model")
         if seldon not in (None, False) and not (seldon is True or seldon in ("model", "pipeline")):
             raise InvalidInputError(f"option seldon_model must be True, False, 'model' or 'pipeline', got {seldon!r}")
@@ -99,15 +91,8 @@ class V2DeploymentClient(HostedModelsClient):
         ):
             raise InvalidInputError(f"option models must be a list of model names, got {models!r}")
         self._models = list(models) if models is not None else None
-        headers = {name: reveal(value) for name, value in dict(own.get("headers") or {}).items()}
-        token = reveal(own.get("auth_token"))
         self.url = rest.rstrip("/")
-        self._transport = HttpTransport(
-            self.url,
-            settings=HttpSettings.from_options(settings_options),
-            headers=headers,
-            auth=BearerAuth(token) if token else None,
-        )
+        self._transport = bearer_transport(self.url, settings_options, own)
         self._repository: bool | None = None
 
     # -- addressing -----------------------------------------------------------------------------
