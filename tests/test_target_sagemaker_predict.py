@@ -65,8 +65,8 @@ def test_payloads_follow_mlflows_scoring_protocol(deployed, fake):
 
 
 def test_predict_refusals(deployed):
-    with pytest.raises(InvalidInputError, match="name two"):
-        deployed.predict("churn", [[1]], endpoint="other")
+    with pytest.raises(InvalidInputError, match="1-63 letters"):  # a variant name, checked as SageMaker names are
+        deployed.predict("not a variant!", [[1]], endpoint="churn")
     with pytest.raises(InvalidInputError, match="needs the deployment"):
         deployed.predict(inputs=[[1]])
     with pytest.raises(InvalidInputError, match="params must be a dict"):

@@ -133,6 +133,8 @@ class SageMakerFake:
         self._lingering: dict[tuple[str, str], int] = {}
         self._faults: dict[tuple[str, str], deque[tuple[str, int, str, dict[str, Any]]]] = {}
         self._answer: Callable[[str, bytes], Any] | None = None
+        self._variant_answer: Callable[[str, str, bytes], Any] | None = None
+        self._served: dict[tuple[str, str], dict[str, float]] = {}  # smooth weighted round robin credit
         #: Every UpdateEndpoint request: ``{"name", "config", "deployment_config", "region"}``.
         self.updates: list[dict[str, Any]] = []
         #: Every InvokeEndpoint request: ``{"name", "body", "region"}``.
@@ -198,6 +200,32 @@ class SageMakerFake:
         """Answer every invocation with ``compute(endpoint_name, body)`` (JSON-encoded), instead of moto's
         queue; ``None`` goes back to the queue."""
         self._answer = compute
+
+    def answer_by_variant(self, compute: Callable[[str, str, bytes], Any] | None) -> None:
+        """Answer every invocation with ``compute(endpoint_name, variant, body)`` (JSON-encoded): the
+        variant is ``TargetVariant`` when the request names one (it must be one of the endpoint's), else
+        one picked by the variants' current weights, as SageMaker spreads traffic (deterministically:
+        smooth weighted round robin). The answer names the variant (``InvokedProductionVariant``)."""
+        self._variant_answer = compute
+
+    def _pick_variant(self, endpoint: Any, region: str, wanted: str | None) -> str:
+        names = [variant["VariantName"] for variant in endpoint.production_variants]
+        if wanted is not None:
+            if wanted not in names:
+                raise _rest_error("ValidationError", 400, f"The variant {wanted!r} is not part of endpoint {endpoint.endpoint_name!r}.")
+            return wanted
+        weights = {v["VariantName"]: float(v.get("CurrentWeight", v.get("InitialVariantWeight", 1.0)) or 0.0)
+                   for v in endpoint.production_variants}
+        total = sum(weights.values())
+        if total <= 0:
+            raise _rest_error("ValidationError", 400, f"Endpoint {endpoint.endpoint_name!r} has no variant with traffic.")
+        with self._lock:
+            credit = self._served.setdefault((region, endpoint.endpoint_name), {})
+            for name, weight in weights.items():
+                credit[name] = credit.get(name, 0.0) + weight
+            chosen = max(weights, key=lambda name: (credit[name], -names.index(name)))
+            credit[chosen] -= total
+        return chosen
 
     def backend(self, region: str = REGION) -> Any:
         from moto.sagemaker.models import sagemaker_backends
@@ -295,15 +323,22 @@ class SageMakerFake:
             endpoints = sagemaker_backends[runtime.account_id][runtime.region_name].endpoints
             if endpoint_name not in endpoints:
                 raise _rest_error("ValidationError", 400, f"Endpoint {endpoint_name} of account {runtime.account_id} not found.")
-            body = json.loads(base64.b64decode(unique_repr))["Body"]
+            unique = json.loads(base64.b64decode(unique_repr))
+            body = unique["Body"]
             body = body.encode() if isinstance(body, str) else body
+            wanted = next((value for key, value in unique.items() if key.lower() == "x-amzn-sagemaker-target-variant"), None)
             with fake._lock:
-                fake.invocations.append({"name": endpoint_name, "body": body, "region": runtime.region_name})
+                fake.invocations.append({"name": endpoint_name, "body": body, "region": runtime.region_name,
+                                         "target_variant": wanted})
                 queue = fake._faults.get((runtime.region_name, endpoint_name))
                 fault = queue.popleft() if queue else None
             if fault is not None:
                 code, status, message, fields = fault
                 raise _rest_error(code, status, message, **fields)
+            if fake._variant_answer is not None:
+                variant = fake._pick_variant(endpoints[endpoint_name], runtime.region_name, wanted)
+                answer = fake._variant_answer(endpoint_name, variant, body)
+                return (answer if isinstance(answer, str) else json.dumps(answer), "application/json", variant, "")
             if fake._answer is not None:
                 answer = fake._answer(endpoint_name, body)
                 return (answer if isinstance(answer, str) else json.dumps(answer), "application/json", "", "")

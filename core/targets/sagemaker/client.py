@@ -471,13 +471,9 @@ class SageMakerDeploymentClient(BaseDeploymentClient):
         return self.update_traffic(endpoint, shares, wait=wait)
 
     def traffic_member_target(self, endpoint: str, member: str) -> dict[str, str]:
-        """Scoring one variant alone needs InvokeEndpoint's ``TargetVariant``, which :meth:`predict` does
-        not send: raises :class:`~deployflow.errors.NotSupportedError`, so a promotion stops before it
-        moves any traffic."""
-        raise NotSupportedError(
-            f"The sagemaker target cannot score variant {member!r} of endpoint {endpoint!r} alone (predict does not "
-            "send TargetVariant), so it cannot run a promotion's offline gate; its traffic split can be read and set"
-        )
+        """Score production variant ``member`` of ``endpoint`` alone: :meth:`predict` with both names
+        sends it as ``TargetVariant``."""
+        return {"deployment_name": member, "endpoint": endpoint}
 
     # -- delete -----------------------------------------------------------------------------------
 
@@ -635,7 +631,9 @@ class SageMakerDeploymentClient(BaseDeploymentClient):
         params: dict[str, Any] | None = None,
     ) -> PredictionsResponse:
         """Score ``inputs`` with endpoint ``deployment_name`` (or ``endpoint``: the same thing here)
-        through ``sagemaker-runtime`` ``InvokeEndpoint``, in MLflow's scoring protocol: a DataFrame goes
+        through ``sagemaker-runtime`` ``InvokeEndpoint``; given both, ``deployment_name`` names one of
+        ``endpoint``'s production variants, which alone answers (``TargetVariant``, bypassing the
+        variant weights, as a promotion scores a challenger). In MLflow's scoring protocol: a DataFrame goes
         as ``dataframe_split``, a list or array as ``inputs``, a dict with ``instances`` / ``inputs`` /
         ``dataframe_split`` / ``dataframe_records`` as it is; ``params`` is sent as ``params``.
 
@@ -645,11 +643,11 @@ class SageMakerDeploymentClient(BaseDeploymentClient):
         :class:`~deployflow.errors.NotFoundError`, throttling and 5xx a retryable
         :class:`~deployflow.errors.TransientError`.
         """
+        variant: dict[str, str] = {}
         if deployment_name and endpoint and deployment_name != endpoint:
-            raise InvalidInputError(
-                f"On SageMaker a deployment is its endpoint: deployment_name={deployment_name!r} and "
-                f"endpoint={endpoint!r} name two; give one"
-            )
+            _check_name(deployment_name)
+            variant = {"TargetVariant": deployment_name}
+            deployment_name = endpoint
         name = deployment_name or endpoint
         if not name:
             raise InvalidInputError("predict needs the deployment (endpoint) name")
@@ -666,6 +664,7 @@ class SageMakerDeploymentClient(BaseDeploymentClient):
                 Body=body,
                 ContentType=content_type,
                 Accept="application/json",
+                **variant,
             )
         stream = answer.get("Body")
         content = stream.read() if hasattr(stream, "read") else (stream or b"")
