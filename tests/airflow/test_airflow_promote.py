@@ -167,3 +167,84 @@ def test_too_few_answers_skips_the_task_and_keeps_the_champion(example, client):
         operator.execute(context={"ti": ti})
     assert ti.pushed["return_value"]["outcome"] == "paused"
     assert client.get_traffic_split("af-few") == {"af-champion": 100.0}
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_the_operators_own_deadline_reaches_the_promotion(example, client, deferrable):
+    # promotion_timeout is the promotion's timeout: a step that would bake past it is not started.
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from deployflow.integrations.airflow.operators.promotion import PromoteOperator
+    from deployflow.integrations.airflow.triggers.promotion import PromotionTrigger
+
+    _, golden = example
+    name = f"af-deadline-{int(deferrable)}"
+    client.create_endpoint(name, config={"routes": [{"deployment": "af-champion", "traffic": 100}]})
+    operator = PromoteOperator(
+        task_id="promote", endpoint=name, challenger="af-better", golden=golden, checks=["accuracy>=champion"],
+        steps=[50, 100], bake_seconds=30, min_samples=5, promotion_timeout="5", deferrable=deferrable,
+        deployflow_conn_id="deployflow_local",
+    )
+    ti = _RecordingTaskInstance()
+    if deferrable:
+        from airflow.sdk.exceptions import TaskDeferred
+
+        with pytest.raises(TaskDeferred) as deferred:
+            operator.execute(context={"ti": ti})
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, PromotionTrigger) and trigger.deadline is not None
+        import asyncio
+
+        async def first_event():
+            async for event in trigger.run():
+                return event.payload
+
+        event = asyncio.run(first_event())
+        with pytest.raises(AirflowSkipException, match="no time left"):
+            getattr(operator, deferred.value.method_name)(context={"ti": ti}, event=event)
+    else:
+        with pytest.raises(AirflowSkipException, match="no time left"):
+            operator.execute(context={"ti": ti})
+    assert client.get_traffic_split(name) == {"af-champion": 100.0}
+
+
+def test_a_cancelled_trigger_stops_the_promotion_and_a_rerun_resumes_it(example, client):
+    # A triggerer that restarts cancels the trigger: the promotion stops at its next request, keeps its
+    # record, and the task run again continues the ramp where it was (no second ramp).
+    import asyncio
+    import json
+    import time
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from deployflow.integrations.airflow.operators.promotion import PromoteOperator
+
+    _, golden = example
+    client.create_endpoint("af-cancel", config={"routes": [{"deployment": "af-champion", "traffic": 100}]})
+    arguments = dict(task_id="promote", endpoint="af-cancel", challenger="af-better", golden=golden,
+                     checks=["accuracy>=champion"], steps=[50, 100], min_samples=5, max_rate=100,
+                     deployflow_conn_id="deployflow_local")
+    operator = PromoteOperator(**arguments, bake_seconds=60, deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(context={"ti": _RecordingTaskInstance()})
+    trigger = deferred.value.trigger
+
+    async def cancel_while_baking() -> None:
+        running = asyncio.ensure_future(trigger.run().__anext__())
+        deadline = time.monotonic() + 60
+        while client.get_traffic_split("af-cancel").get("af-better", 0.0) != 50.0:
+            assert time.monotonic() < deadline and not running.done()
+            await asyncio.sleep(0.1)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    # asyncio.run returns once its executor's threads have ended: the promotion's thread stopped
+    asyncio.run(cancel_while_baking())
+    assert client.get_traffic_split("af-cancel") == {"af-champion": 50.0, "af-better": 50.0}  # left as it was
+    again = PromoteOperator(**arguments, bake_seconds=0.3, deferrable=False)
+    result = again.execute(context={"ti": _RecordingTaskInstance()})
+    assert result["outcome"] == "promoted"
+    report = json.loads(Path(result["report_path"]).read_text())
+    assert [step["weight"] for step in report["steps"]] == [50, 100]  # the 50% step was not ramped twice
+    assert client.get_traffic_split("af-cancel") == {"af-champion": 0.0, "af-better": 100.0}
