@@ -3,14 +3,18 @@
 One deployment of a trivial model and one endpoint routing 100 % to it. Two measurements, each in
 rounds that alternate direct and routed, so both see the same machine load:
 
-* one at a time: requests of 10 rows on a kept-alive ``requests`` session; req/s and p50/p99;
+* one at a time: requests of ``--rows`` rows (default 10) on a kept-alive ``requests`` session; req/s
+  and p50/p99;
 * under load (when ``wrk`` is installed): ``wrk`` with ``--connections`` kept-alive connections posting
   the same body; req/s and its latency percentiles.
 
 Prints medians over rounds, the machine's load average (the figures move with it on a shared machine),
 and the ratios issue 15 asks about: routed req/s as a share of direct, and the p50 the router adds.
 
-Run: ``.venv/bin/python benchmarks/bench_router.py [--rounds 5] [--requests 500] [--connections 8]``.
+The router's cost per request hardly depends on the body, the model's does: with few rows the ratio is
+the router's worst case, with more it approaches what a real model sees.
+
+Run: ``.venv/bin/python benchmarks/bench_router.py [--rounds 5] [--requests 500] [--connections 8] [--rows 10]``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import requests
 from deployflow import get_deploy_client
 
 MODEL = "def model(data):\n    return [1] * len(data)\n"
-BODY = {"dataframe_split": {"columns": ["a"], "data": [[1.0]] * 10}}
+BODY = {"dataframe_split": {"columns": ["a"], "data": [[1.0]] * 10}}  # --rows replaces it
 
 
 def one_round(session: requests.Session, url: str, count: int) -> tuple[float, float, float]:
@@ -85,7 +89,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (0: skip the wrk part)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds of each wrk round")
+    parser.add_argument("--rows", type=int, default=10, help="rows per request (one float column)")
     args = parser.parse_args()
+    global BODY
+    BODY = {"dataframe_split": {"columns": ["a"], "data": [[1.0]] * args.rows}}
     workdir = Path(tempfile.mkdtemp(prefix="deployflow-bench-router-"))
     (workdir / "model.py").write_text(MODEL)
     client = get_deploy_client(f"local://{workdir / 'state'}")
@@ -96,6 +103,7 @@ def main() -> None:
         session = requests.Session()
         for url in urls.values():
             one_round(session, url, 50)  # warm up both paths and their connections
+        print(f"rows per request: {args.rows}")
         print(f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in urls}
         for _ in range(args.rounds):
