@@ -12,7 +12,7 @@ CORE_STAMP := $(VENV)/.deployflow-core
 DEMO_STAMP := $(VENV)/.deployflow-demo
 TEST_STAMP := $(VENV)/.deployflow-test
 PYTEST := $(PY) -m pytest
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=15
 
 .PHONY: install install-demo install-test demo test test-core test-prefect test-airflow bench clean
 

@@ -109,7 +109,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, url in urls.items():
                 figures[name].append(one_round(session, url, args.requests))
-        report(f"10-row requests one at a time on a kept-alive connection, {args.rounds} interleaved rounds of "
+        report(f"{args.rows}-row requests one at a time on a kept-alive connection, {args.rounds} interleaved rounds of "
                f"{args.requests}", figures)
         if args.connections and shutil.which("wrk"):
             script = workdir / "post.lua"

@@ -44,13 +44,17 @@ def test_a_server_exports_requests_latency_queue_load_time_and_rows(tmp_path):
         server.wait_ready(timeout=60)
         score(server.url, 5, rows=3)
         requests.post(server.url + "/invocations", data=b"{", headers={"Content-Type": "application/json"}, timeout=10)
+        v2 = requests.post(server.url + "/v2/models/metered/infer", timeout=10, json={
+            "inputs": [{"name": "x", "datatype": "FP64", "shape": [4, 1], "data": [1, 2, 3, 4]}]})
+        assert v2.status_code == 200, v2.text
         families = scrape(server.url)
     assert value(families["deployflow_requests"], name="metered", path="/invocations", status="200") == 5
     assert value(families["deployflow_requests"], path="/invocations", status="400") == 1
     assert value(families["deployflow_request_duration_seconds"], path="/invocations") > 0
     count = [s for s in families["deployflow_request_duration_seconds"] if s.name.endswith("_count")]
     assert value(count, path="/invocations") == 6
-    assert value(families["deployflow_predictions"], name="metered") == 15
+    assert value(families["deployflow_predictions"], name="metered") == 15 + 4  # V2 rows counted too
+    assert value(families["deployflow_requests"], name="metered", path="/v2", status="200") == 1
     assert value(families["deployflow_model_load_seconds"], name="metered") > 0
     assert "deployflow_requests_in_flight" in families and "deployflow_requests_queued" in families
     assert value(families["deployflow_requests_in_flight"]) == 0

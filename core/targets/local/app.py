@@ -347,7 +347,9 @@ class ScoringApp:
             declared, receive, lambda body: self._run(self._v2_timed_out, self._v2_infer, body, header_length))
 
     def _v2_infer(self, body: bytes, header_length: bytes | None) -> Response:
-        status, payload = v2.infer(self.model, body, self.name or "", None, header_length)
+        metrics = self.metrics
+        counted = (lambda prediction: metrics.predictions.inc(_row_count(prediction))) if metrics is not None else None
+        status, payload = v2.infer(self.model, body, self.name or "", None, header_length, counted)
         return responses.ok_json(payload, status)
 
     async def _run(self, timed_out: Response, job: Callable[..., Response], *args: Any) -> Response:

@@ -270,12 +270,13 @@ def encode_infer(prediction: Any, context: InferContext, model_name: str, model_
 
 def infer(
     model: LoadedModel, body: bytes, model_name: str, model_version: str | None = None,
-    header_length: int | str | bytes | None = None,
+    header_length: int | str | bytes | None = None, on_prediction: Any = None,
 ) -> tuple[int, bytes]:
     """The whole job of one inference request: decode, call the model, encode. Returns
     ``(status, JSON body)``: 200 with the outputs; 400 for a request that breaks the protocol, that the
     model's signature refuses, or that the model raised on (``"<ExceptionType>: <message>"``); 500 for
-    an answer that has no V2 form."""
+    an answer that has no V2 form. ``on_prediction`` (optional) is called with what the model
+    returned, before it is encoded (the server counts the rows it predicted)."""
     try:
         data, context = decode_infer(body, header_length)
     except V2Error as error:
@@ -287,6 +288,8 @@ def infer(
     except Exception as error:
         _logger.error("the model raised %s: %s", type(error).__name__, error)
         return 400, error_body(f"{type(error).__name__}: {error}")
+    if on_prediction is not None:
+        on_prediction(prediction)
     try:
         return 200, encode_infer(prediction, context, model_name, model_version)
     except V2Error as error:
