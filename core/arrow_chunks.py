@@ -71,7 +71,7 @@ def encode_frame(frame: pd.DataFrame) -> bytes | None:
     else:
         values_of = (_values(series) for _, series in frame.items())
     arrays = []
-    for dtype, values in zip(dtypes, values_of):
+    for values in values_of:
         if values is None:
             return None  # an extension dtype other than text (Int64, boolean, category, datetime with tz...)
         kind = values.dtype.kind

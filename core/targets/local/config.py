@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -353,17 +352,14 @@ def _short_route(part: str) -> dict[str, Any]:
 
 
 def _percent(value: object) -> float:
-    expected = "a number from 0 to 100"
-    if isinstance(value, bool) or value is None:
-        raise InvalidInputError(f"Route traffic must be {expected}, got {value!r}")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise InvalidInputError(f"Route traffic must be {expected}, got {value!r}") from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 100:
-        raise InvalidInputError(f"Route traffic must be {expected}, got {value!r}")
-    return float(value)
+    refused = InvalidInputError(f"Route traffic must be a number from 0 to 100, got {value!r}")
+    try:
+        percent = as_number(value, "Route traffic", positive=False)
+    except InvalidInputError:
+        raise refused from None
+    if percent > 100:
+        raise refused
+    return percent
 
 
 def masked_config(config: Mapping[str, Any], auth: bool) -> dict[str, Any]:
