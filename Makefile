@@ -45,15 +45,11 @@ demo: install-demo
 	$(PY) examples/demo.py
 
 # Airflow and Prefect each configure process-wide state (logging, a metadata database, a test server),
-# so each integration runs in its own pytest process. Those two run side by side (both mostly wait on
-# servers and subprocesses, whose ports the OS picks); Prefect's report is printed after Airflow's.
+# so each integration runs in its own pytest process.
 test: install-test
 	$(PYTEST) tests --ignore=tests/airflow --ignore=tests/prefect $(PYTEST_ARGS)
-	@$(PYTEST) tests/prefect $(PYTEST_ARGS) > $(VENV)/prefect-tests.log 2>&1 & prefect=$$!; \
-	$(PYTEST) tests/airflow $(PYTEST_ARGS); airflow=$$?; \
-	wait $$prefect; prefect_status=$$?; \
-	echo "----- tests/prefect (ran beside tests/airflow) -----"; cat $(VENV)/prefect-tests.log; \
-	test $$airflow -eq 0 && test $$prefect_status -eq 0
+	$(PYTEST) tests/prefect $(PYTEST_ARGS)
+	$(PYTEST) tests/airflow $(PYTEST_ARGS)
 
 bench: install-demo
 	$(PY) benchmarks/bench_import.py
