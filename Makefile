@@ -44,10 +44,17 @@ install-test: $(TEST_STAMP)
 demo: install-demo
 	$(PY) examples/demo.py
 
+# The side venvs of the real peers some tests compare with (tests/support/peers.py: MLflow, MLServer,
+# tritonclient) build in the background while the core suite starts; a test that needs one waits for
+# that build (a file lock) instead of starting its own, so a fresh clone does not pay for them in a test.
 # Airflow and Prefect each configure process-wide state (logging, a metadata database, a test server),
 # so each integration runs in its own pytest process.
 test: install-test
-	$(PYTEST) tests --ignore=tests/airflow --ignore=tests/prefect $(PYTEST_ARGS)
+	@mkdir -p .venv-peers
+	@$(PY) tests/support/peers.py >.venv-peers/prebuild.log 2>&1 & peers=$$!; \
+	trap 'kill $$peers 2>/dev/null' INT TERM; \
+	$(PYTEST) tests --ignore=tests/airflow --ignore=tests/prefect $(PYTEST_ARGS); status=$$?; \
+	wait $$peers; exit $$status
 	$(PYTEST) tests/prefect $(PYTEST_ARGS)
 	$(PYTEST) tests/airflow $(PYTEST_ARGS)
 

@@ -7,6 +7,7 @@ environment every server inherits.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -166,5 +167,7 @@ def local_client(home: Path) -> Iterator[Any]:
         yield local
         for endpoint in local.list_endpoints():
             local.delete_endpoint(endpoint["name"])
-        for deployment in local.list_deployments():
-            local.delete_deployment(deployment["name"], config={"stop_timeout": 5})
+        # Side by side: each delete waits for its server's graceful stop, and a module may leave dozens.
+        names = [deployment["name"] for deployment in local.list_deployments()]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda name: local.delete_deployment(name, config={"stop_timeout": 5}), names))

@@ -419,3 +419,21 @@ def _first_marker_line(lines: list[str]) -> str:
         if any(marker in line for marker in _UNREACHABLE_MARKERS):
             return line.strip()[:300]
     return "?"
+
+
+def main() -> int:
+    """Build (or check) every peer venv: ``make test`` runs this in the background while the first tests
+    run, so a fresh clone does not wait for the builds inside a test. A failure here is only printed:
+    the test that needs the peer builds it again and reports the error itself."""
+    failed = 0
+    for build in (mlflow_peer, mlserver_peer, tritonclient_peer):
+        try:
+            build(lambda line: print(f"[peers] {line}", flush=True))
+        except Exception as exc:  # PeerBuildError, PeerUnavailable: the test reports it
+            failed += 1
+            print(f"[peers] {build.__name__}: {type(exc).__name__}: {exc}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
