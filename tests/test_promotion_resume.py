@@ -138,3 +138,42 @@ def test_a_cancelled_promotion_stops_at_once_and_the_next_run_resumes(client, ho
     assert client.get_traffic_split("stopped") == {"champion": 70.0, "better": 30.0}
     report = deployflow.promote(client, "stopped", "better", bake_seconds=0.3, **arguments)
     assert report.outcome == "promoted" and [s["weight"] for s in report.steps] == [30, 100]
+
+
+def test_a_second_promotion_of_the_same_endpoint_is_refused_while_one_runs(client, home, tmp_path):
+    import threading
+
+    from deployflow.errors import ConflictError
+    from deployflow.promotion import PromotionInterruptedError
+
+    uris = write_models(home)
+    for name in ("champion", "better"):
+        if name not in {d["name"] for d in client.list_deployments()}:
+            client.create_deployment(name, uris[name])
+    client.create_endpoint("contested", config={"routes": [{"deployment": "champion", "traffic": 100}]})
+    arguments = dict(golden=golden_frame(), checks=CHECKS, steps=[30, 100], max_rate=50, min_samples=5)
+    cancel = threading.Event()
+    outcome: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            deployflow.promote(client, "contested", "better", bake_seconds=60, cancel=cancel, **arguments)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    runner = threading.Thread(target=first)
+    runner.start()
+    try:
+        wait_for(lambda: client.get_traffic_split("contested") == {"champion": 70.0, "better": 30.0}, "the first step")
+        # Another run, even with its own record file, must not move the split the first one is baking.
+        with pytest.raises(ConflictError, match="Another promotion of endpoint 'contested' is running"):
+            deployflow.promote(client, "contested", "better", record_path=tmp_path / "other.json", bake_seconds=0.3,
+                               **arguments)
+        assert client.get_traffic_split("contested") == {"champion": 70.0, "better": 30.0}
+    finally:
+        cancel.set()
+        runner.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], PromotionInterruptedError)
+    # Once the first run ended, the lock is free: the next run resumes and finishes.
+    report = deployflow.promote(client, "contested", "better", bake_seconds=0.3, **arguments)
+    assert report.outcome == "promoted"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _datetime
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from .report import (
     PromotionRolledBackError,
     default_record_path,
     load_record,
+    safe_name,
     save_record,
 )
 
@@ -103,6 +105,11 @@ def promote(
     returned again (``promoted``) or raised again (``rejected``, ``rolled_back``) without touching the
     endpoint; ``restart=True`` starts over.
 
+    **One at a time.** While a promotion of ``endpoint`` runs, another one on the same machine and
+    target (whatever its challenger or ``record_path``) raises a retryable
+    :class:`~deployflow.errors.ConflictError` before it changes anything. The lock file sits beside the
+    default records, so promotions run from other machines are not seen.
+
     :param golden: a DataFrame, a CSV / Parquet / JSON-lines file, or an iterable of DataFrames, with
         a ``label`` column; the other columns are the model's input.
     :param checks: check strings (:mod:`deployflow.promotion.checks`) such as ``"accuracy>=0.9"``,
@@ -141,8 +148,38 @@ def promote(
     splits.member_target(client, endpoint, challenger)  # a target that cannot score one member says so now
     golden_rows = load_golden(golden, settings.label)
     path = Path(record_path) if record_path is not None else default_record_path(client, endpoint, challenger)
-    run = _Run(client, settings, golden_rows, path, cancel)
-    return run.start(resume_from=resume_from, restart=as_bool(restart, "restart"), approve=approve, on_step=on_step)
+    restart = as_bool(restart, "restart")
+    with _endpoint_lock(default_record_path(client, endpoint, challenger), settings.endpoint):
+        run = _Run(client, settings, golden_rows, path, cancel)
+        return run.start(resume_from=resume_from, restart=restart, approve=approve, on_step=on_step)
+
+
+@contextlib.contextmanager
+def _endpoint_lock(default_record: Path, endpoint: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``endpoint`` in the directory of the default records (beside the local
+    target's state, else ``$DEPLOYFLOW_HOME/promotions``), whatever ``record_path`` a run was given; a
+    second run raises ConflictError at once instead of moving the same split. The lock is the operating
+    system's (``filelock``): a promotion that dies releases it."""
+    from .._extras import require
+
+    filelock = require("filelock", "batch", "promotion (deployflow.promote)")
+    lock_path = default_record.parent / f"{safe_name(endpoint)}.lock"
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"Cannot create the promotion record directory {str(lock_path.parent)!r}: {exc}") from exc
+    lock = filelock.FileLock(str(lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise ConflictError(
+            f"Another promotion of endpoint {endpoint!r} is running (it holds {str(lock_path)!r}); run this one "
+            "again once it has finished", retryable=True,
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class _Settings:

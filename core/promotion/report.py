@@ -21,6 +21,7 @@ __all__ = [
     "PromotionInterruptedError",
     "default_record_path",
     "load_record",
+    "safe_name",
     "save_record",
 ]
 
@@ -81,7 +82,8 @@ class PromotionInterruptedError(PromotionError):
     default_retryable = True
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """``name`` with every character but letters, digits and ``_.-`` replaced by ``_`` (for a file name)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
@@ -95,7 +97,7 @@ def default_record_path(client: Any, endpoint: str, challenger: str) -> Path:
     else:
         base = os.environ.get("DEPLOYFLOW_HOME") or os.path.join(os.path.expanduser("~"), ".deployflow")
         directory = Path(base) / "promotions"
-    return directory / f"{_safe(endpoint)}--{_safe(challenger)}.json"
+    return directory / f"{safe_name(endpoint)}--{safe_name(challenger)}.json"
 
 
 def load_record(path: str | os.PathLike[str]) -> PromotionReport | None:
