@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from ...errors import ConflictError, DeploymentError, InvalidInputError
 from ...redaction import get_logger
-from .process import clip_middle, is_running, stop, wait_until_serving
+from .process import clip_middle, is_running, same_start, stop, wait_until_serving
 from .serving import LIMIT_DEFAULTS
 from .state import StateStore, now_iso
 
@@ -118,10 +118,7 @@ def _operation_live(operation: Mapping[str, Any] | None) -> bool:
         return is_running(operation["helper"])
     try:
         owner = psutil.Process(int(operation["owner_pid"]))
-        created = operation.get("owner_create_time")
-        return owner.status() != psutil.STATUS_ZOMBIE and (
-            created is None or abs(owner.create_time() - float(created)) < 0.5
-        )
+        return owner.status() != psutil.STATUS_ZOMBIE and same_start(owner, operation.get("owner_create_time"))
     except (psutil.Error, KeyError, TypeError, ValueError):
         return False
 

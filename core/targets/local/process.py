@@ -39,6 +39,8 @@ __all__ = [
     "EXIT_CANNOT_BIND",
     "spawn",
     "is_running",
+    "same_start",
+    "START_TIME_SLACK",
     "exit_reason",
     "stop",
     "wait_until_serving",
@@ -125,6 +127,20 @@ def spawn(
     }
 
 
+#: How far two readings of one process's start time may differ. psutil gives it in wall-clock seconds
+#: (its start since boot plus the boot time, which moves when the clock is adjusted and is reported to
+#: the whole second), so readings taken apart can differ by a second; a pid reused by a newer process
+#: starts later than that, and a server's or router's record also names its spec file, which no other
+#: process has on its command line.
+START_TIME_SLACK = 2.0
+
+
+def same_start(process: Any, recorded: float | None) -> bool:
+    """Whether ``process`` (a ``psutil.Process``) started when ``recorded`` (its ``create_time()`` read
+    earlier) says; ``True`` without a recorded time."""
+    return recorded is None or abs(process.create_time() - float(recorded)) <= START_TIME_SLACK
+
+
 def _create_time(pid: int) -> float | None:
     import psutil
 
@@ -159,14 +175,22 @@ def _verified(record: dict[str, Any] | None) -> Any:
     if not record or not isinstance(record.get("pid"), int):
         return None
     pid = record["pid"]
-    if _child_exit_code(pid) is not None:
-        return None
+    with _children_lock:
+        popen = _children.get(pid)
+    if popen is not None:
+        # A child of this interpreter keeps its pid until it is reaped here: it is that very process
+        # while it runs, whatever /proc says of it at this instant.
+        if popen.poll() is not None:
+            return None
+        try:
+            return psutil.Process(pid)
+        except psutil.Error:
+            return None
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return None
-        created = record.get("create_time")
-        if created is not None and abs(process.create_time() - float(created)) > 0.5:
+        if not same_start(process, record.get("create_time")):
             return None  # the pid now belongs to a newer process
         if record.get("spec_path") and record["spec_path"] not in process.cmdline():
             return None
