@@ -48,15 +48,19 @@ demo: install-demo
 # tritonclient) build in the background while the core suite starts; a test that needs one waits for
 # that build (a file lock) instead of starting its own, so a fresh clone does not pay for them in a test.
 # Airflow and Prefect each configure process-wide state (logging, a metadata database, a test server),
-# so each integration runs in its own pytest process.
+# so each integration runs in its own pytest process. Those two run side by side (both mostly wait on
+# servers and subprocesses, whose ports the OS picks); Prefect's report is printed after Airflow's.
 test: install-test
 	@mkdir -p .venv-peers
 	@$(PY) tests/support/peers.py >.venv-peers/prebuild.log 2>&1 & peers=$$!; \
 	trap 'kill $$peers 2>/dev/null' INT TERM; \
 	$(PYTEST) tests --ignore=tests/airflow --ignore=tests/prefect $(PYTEST_ARGS); status=$$?; \
 	wait $$peers; exit $$status
-	$(PYTEST) tests/prefect $(PYTEST_ARGS)
-	$(PYTEST) tests/airflow $(PYTEST_ARGS)
+	@$(PYTEST) tests/prefect $(PYTEST_ARGS) > $(VENV)/prefect-tests.log 2>&1 & prefect=$$!; \
+	$(PYTEST) tests/airflow $(PYTEST_ARGS); airflow=$$?; \
+	wait $$prefect; prefect_status=$$?; \
+	echo "----- tests/prefect (ran beside tests/airflow) -----"; cat $(VENV)/prefect-tests.log; \
+	test $$airflow -eq 0 && test $$prefect_status -eq 0
 
 bench: install-demo
 	$(PY) benchmarks/bench_import.py
