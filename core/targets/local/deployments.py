@@ -358,7 +358,8 @@ class DeploymentsMixin(ProcessStarts):
             record = state[_DEPLOYMENTS].get(name)
             marker = record.get("operation") if record else None
             if marker and marker.get("id") == operation["id"]:
-                marker.update(owner_pid=helper["pid"], owner_create_time=helper["create_time"], helper=helper)
+                marker.update(owner_pid=helper["pid"], owner_create_time=helper["create_time"],
+                              owner_boot_start=helper.get("boot_start"), helper=helper)
 
     def _finish_handed_over_update(self, name: str, operation_id: str) -> bool:
         """Finish the update of ``name`` whose marker has ``operation_id`` (what a :mod:`.rollover`

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from ...errors import ConflictError, DeploymentError, InvalidInputError
 from ...redaction import get_logger
-from .process import clip_middle, is_running, same_start, stop, wait_until_serving
+from .process import clip_middle, is_running, same_start, start_times, stop, wait_until_serving
 from .serving import LIMIT_DEFAULTS
 from .state import StateStore, now_iso
 
@@ -85,13 +85,9 @@ def _limits(config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: config.get(key, default) for key, default in LIMIT_DEFAULTS.items()}
 
 
-def _self_create_time() -> float | None:
-    import psutil
-
-    try:
-        return psutil.Process(os.getpid()).create_time()
-    except psutil.Error:  # pragma: no cover - our own process is always there
-        return None
+def _owner_times(pid: int) -> dict[str, float | None]:
+    times = start_times(pid)
+    return {"owner_create_time": times["create_time"], "owner_boot_start": times["boot_start"]}
 
 
 def _operation(kind: str) -> dict[str, Any]:
@@ -100,7 +96,7 @@ def _operation(kind: str) -> dict[str, Any]:
         "kind": kind,
         "id": uuid.uuid4().hex,
         "owner_pid": os.getpid(),
-        "owner_create_time": _self_create_time(),
+        **_owner_times(os.getpid()),
         "started_at": now_iso(),
     }
 
@@ -118,7 +114,9 @@ def _operation_live(operation: Mapping[str, Any] | None) -> bool:
         return is_running(operation["helper"])
     try:
         owner = psutil.Process(int(operation["owner_pid"]))
-        return owner.status() != psutil.STATUS_ZOMBIE and same_start(owner, operation.get("owner_create_time"))
+        return owner.status() != psutil.STATUS_ZOMBIE and same_start(
+            owner, operation.get("owner_boot_start"), operation.get("owner_create_time")
+        )
     except (psutil.Error, KeyError, TypeError, ValueError):
         return False
 

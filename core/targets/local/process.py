@@ -40,6 +40,7 @@ __all__ = [
     "spawn",
     "is_running",
     "same_start",
+    "start_times",
     "START_TIME_SLACK",
     "exit_reason",
     "stop",
@@ -116,7 +117,7 @@ def spawn(
         threading.Thread(target=popen.wait, name=f"reap-{popen.pid}", daemon=True).start()
     return {
         "pid": popen.pid,
-        "create_time": _create_time(popen.pid),
+        **start_times(popen.pid),
         "generation": generation,
         "dir": str(directory),
         "spec_path": str(spec_path),
@@ -127,27 +128,43 @@ def spawn(
     }
 
 
-#: How far two readings of one process's start time may differ. psutil gives it in wall-clock seconds
-#: (its start since boot plus the boot time, which moves when the clock is adjusted and is reported to
-#: the whole second), so readings taken apart can differ by a second; a pid reused by a newer process
-#: starts later than that, and a server's or router's record also names its spec file, which no other
-#: process has on its command line.
+#: How far a process's start time read now may be from the one recorded. Records keep it as seconds
+#: since boot (``boot_start``), which no clock adjustment moves. Records from older versions have only
+#: psutil's wall-clock ``create_time`` (the start since boot plus the boot time, which moves when the
+#: clock is adjusted and is reported to the whole second), so those readings may differ by a second or
+#: more. A pid reused by a newer process starts later than that, and a server's or router's record also
+#: names its spec file, which no other process has on its command line.
 START_TIME_SLACK = 2.0
 
 
-def same_start(process: Any, recorded: float | None) -> bool:
-    """Whether ``process`` (a ``psutil.Process``) started when ``recorded`` (its ``create_time()`` read
-    earlier) says; ``True`` without a recorded time."""
-    return recorded is None or abs(process.create_time() - float(recorded)) <= START_TIME_SLACK
-
-
-def _create_time(pid: int) -> float | None:
+def start_times(pid: int) -> dict[str, float | None]:
+    """``{"create_time": ..., "boot_start": ...}`` of process ``pid`` (``None`` values when it is gone):
+    what a record keeps to know the process again."""
     import psutil
 
     try:
-        return psutil.Process(pid).create_time()
+        process = psutil.Process(pid)
+        return {"create_time": process.create_time(), "boot_start": _since_boot(process)}
     except psutil.Error:
-        return None
+        return {"create_time": None, "boot_start": None}
+
+
+def _since_boot(process: Any) -> float:
+    import psutil
+
+    # create_time() is the start since boot plus the boot time read with it; taking the boot time off
+    # again leaves the start since boot (to a clock tick), whatever the wall clock did meanwhile.
+    return round(process.create_time() - psutil.boot_time(), 3)
+
+
+def same_start(process: Any, boot_start: float | None, create_time: float | None = None) -> bool:
+    """Whether ``process`` (a ``psutil.Process``) started when a record says: ``boot_start`` (seconds
+    since boot) when it has one, else its older wall-clock ``create_time``; ``True`` with neither."""
+    if boot_start is not None:
+        return abs(_since_boot(process) - float(boot_start)) <= 0.5
+    return create_time is None or abs(process.create_time() - float(create_time)) <= START_TIME_SLACK
+
+
 
 
 def _child_exit_code(pid: int, wait: float = 0.0) -> int | None:
@@ -179,7 +196,8 @@ def _verified(record: dict[str, Any] | None) -> Any:
         popen = _children.get(pid)
     if popen is not None:
         # A child of this interpreter keeps its pid until it is reaped here: it is that very process
-        # while it runs, whatever /proc says of it at this instant.
+        # while it runs, whatever /proc says of it at this instant (right after the start its command
+        # line still reads empty, which once made a starting server look dead and get stopped).
         if popen.poll() is not None:
             return None
         try:
@@ -190,9 +208,12 @@ def _verified(record: dict[str, Any] | None) -> Any:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return None
-        if not same_start(process, record.get("create_time")):
+        if not same_start(process, record.get("boot_start"), record.get("create_time")):
             return None  # the pid now belongs to a newer process
-        if record.get("spec_path") and record["spec_path"] not in process.cmdline():
+        # The command line reads empty for a few milliseconds after the process was started (it is
+        # still being exec'd): then the start time alone says whether it is ours.
+        command_line = process.cmdline()
+        if record.get("spec_path") and command_line and record["spec_path"] not in command_line:
             return None
         return process
     except psutil.Error:

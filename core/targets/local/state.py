@@ -22,7 +22,11 @@ A *process record* (stored under a deployment's ``process``, ``pending`` (an upd
 or as ``helper`` in the operation marker of an update handed to a rollover process) says how to find
 and verify one server, router or rollover process::
 
-    {"pid", "create_time", "generation", "dir", "spec_path", "ready_file", "log_path", "url", "started_at"}
+    {"pid", "create_time", "boot_start", "generation", "dir", "spec_path", "ready_file", "log_path", "url",
+     "started_at"}
+
+``boot_start`` is the process's start in seconds since boot (no clock adjustment moves it; records
+written before it existed have only ``create_time``, psutil's wall-clock reading).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class ProcessRecord(TypedDict, total=False):
 
     pid: int
     create_time: float | None
+    boot_start: float | None
     generation: str
     dir: str
     spec_path: str
@@ -84,6 +89,7 @@ class OperationRecord(TypedDict, total=False):
     id: str
     owner_pid: int
     owner_create_time: float | None
+    owner_boot_start: float | None
     started_at: str
     target: dict[str, Any]  # an update's outcome: model_uri, flavor, config, auth
     helper: ProcessRecord  # the rollover process an update that did not wait was handed to
