@@ -20,8 +20,16 @@ from urllib.parse import urlsplit
 
 
 class FaultProxy:
-    def __init__(self, upstream: str | None, *, every: dict[int, str] | None = None, slow_seconds: float = 0.3) -> None:
+    def __init__(
+        self, upstream: str | None, *, every: dict[int, str] | None = None, slow_seconds: float = 0.3,
+        down_answers: int = 2,
+    ) -> None:
+        """``upstream`` may be set to ``None`` while the server behind it restarts: the first
+        ``down_answers`` POSTs meanwhile get a 502, later ones wait until it is back. A restart takes
+        as long as the machine makes it; a client's retry budget counts attempts, so bounding the 502s
+        keeps a test about surviving a restart from depending on the machine's speed."""
         self.upstream = upstream
+        self.down_answers = down_answers
         self.every = every or {}
         self.slow_seconds = slow_seconds
         self.script: list[str] = []
@@ -83,8 +91,19 @@ class FaultProxy:
             time.sleep(self.slow_seconds)
         upstream = self.upstream
         if upstream is None:
-            self._answer(handler, 502, b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "upstream restarting"}', {})
-            return
+            with self.lock:
+                refuse = self.down_answers > 0
+                self.down_answers -= refuse
+            if refuse:
+                self._answer(handler, 502, b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "upstream restarting"}', {})
+                return
+            deadline = time.monotonic() + 60
+            while upstream is None:
+                if time.monotonic() > deadline:
+                    self._answer(handler, 502, b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "never back"}', {})
+                    return
+                time.sleep(0.01)
+                upstream = self.upstream
         parts = urlsplit(upstream)
         try:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
