@@ -49,54 +49,110 @@ def arrow_readable() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
-def encode_frame(frame: pd.DataFrame) -> bytes | None:
-    """``frame`` as an Arrow IPC stream, or ``None`` when it must go as JSON (see the module docstring)."""
+def encode_frame(frame: pd.DataFrame, *, ignore_index: bool = False) -> bytes | None:
+    """``frame`` as an Arrow IPC stream, or ``None`` when it must go as JSON (see the module docstring).
+
+    ``ignore_index=True`` encodes the columns whatever the index, for a caller that would otherwise
+    reset it to the default range first (batch scoring, which matches answers to rows by position):
+    the copy that makes cost about 8 us for 2,000 rows of three floats, the encoding itself 22 us.
+    """
     if not len(frame) or not frame.shape[1] or not arrow_readable():
         return None
     import pandas as pd
 
-    index = frame.index
-    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
-        return None
+    if not ignore_index:
+        index = frame.index
+        if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+            return None
     names = frame.columns.tolist()
     if not all(type(name) is str for name in names) or len(set(names)) != len(names):
         return None
     import numpy as np
     import pyarrow as pa
 
-    dtypes = frame.dtypes.tolist()
-    if len(set(dtypes)) == 1 and isinstance(dtypes[0], np.dtype) and dtypes[0].kind in "fiub":
-        matrix = frame.to_numpy()  # one block: a view, and column slices of it cost nothing
-        values_of: Any = (matrix[:, position] for position in range(matrix.shape[1]))
+    from .jsoncodec import _frame_dtypes  # the dtypes without building a Series of them
+
+    dtypes = _frame_dtypes(frame)
+    first = dtypes[0]
+    if isinstance(first, np.dtype) and first.kind in "fiub" and all(dtype == first for dtype in dtypes[1:]):
+        arrays = _uniform_arrays(frame.to_numpy(), first)  # one block: a view, its columns cost nothing
     else:
-        values_of = (_values(series) for _, series in frame.items())
-    arrays = []
-    for values in values_of:
-        if values is None:
-            return None  # an extension dtype other than text (Int64, boolean, category, datetime with tz...)
-        kind = values.dtype.kind
-        if kind == "f":
-            if values.dtype.itemsize != 8:
-                return None  # JSON writes a float32's shortest text, which reads back as another float64
-            infinite = np.isinf(values)
-            if infinite.any():
-                values = np.where(infinite, np.nan, values)  # JSON's null: the server reads NaN
-            arrays.append(pa.array(values, type=pa.float64()))
-        elif kind in _INTEGER_KINDS:
-            if kind == "u" and values.dtype.itemsize == 8 and values.size and values.max() > np.iinfo(np.int64).max:
+        arrays = []
+        # Column by column (ruff's PERF102 takes frame.items() for a dict's: .values is the array)
+        for _, series in frame.items():  # noqa: PERF102
+            values = _values(series)
+            # None: an extension dtype other than text (Int64, boolean, category, datetime with tz...)
+            array = None if values is None else _arrow_array(values)
+            if array is None:
                 return None
-            arrays.append(pa.array(values.astype(np.int64, copy=False), type=pa.int64()))
-        elif kind == "b":
-            arrays.append(pa.array(values, type=pa.bool_()))
-        elif kind == "O" and _text_with_missing(values):
-            arrays.append(pa.array(values, type=pa.string(), from_pandas=True))
-        else:
+            arrays.append(array)
+    if arrays is None:
+        return None
+    schema, schema_message = _schema(tuple(names), tuple(array.type for array in arrays))
+    batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+    # What an IPC stream writer writes: the schema's message, the batch's, the end-of-stream marker;
+    # without building a writer per chunk, and with the schema's bytes made once for all the chunks.
+    return b"".join((schema_message, batch.serialize().to_pybytes(), _END_OF_STREAM))
+
+
+#: An IPC stream's end: the continuation marker and a zero length (the Arrow columnar format spec).
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+def _uniform_arrays(matrix: Any, dtype: Any) -> list[Any] | None:
+    """The Arrow columns of a frame whose columns all have numpy ``dtype``, from its ``to_numpy()``: the
+    checks and conversions of :func:`_arrow_array`, made once for the whole matrix."""
+    import numpy as np
+    import pyarrow as pa
+
+    kind = dtype.kind
+    if kind == "f":
+        if dtype.itemsize != 8:
             return None
-    batch = pa.RecordBatch.from_arrays(arrays, names=names)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+        infinite = np.isinf(matrix)
+        if infinite.any():
+            matrix = np.where(infinite, np.nan, matrix)
+        arrow_type = pa.float64()
+    elif kind in _INTEGER_KINDS:
+        if kind == "u" and dtype.itemsize == 8 and matrix.size and matrix.max() > np.iinfo(np.int64).max:
+            return None
+        matrix, arrow_type = matrix.astype(np.int64, copy=False), pa.int64()
+    else:
+        arrow_type = pa.bool_()
+    return [pa.array(matrix[:, position], type=arrow_type) for position in range(matrix.shape[1])]
+
+
+def _arrow_array(values: Any) -> Any:
+    """One column's numpy values as the Arrow array that reads back as JSON's reading would, or ``None``."""
+    import numpy as np
+    import pyarrow as pa
+
+    kind = values.dtype.kind
+    if kind == "f":
+        if values.dtype.itemsize != 8:
+            return None  # JSON writes a float32's shortest text, which reads back as another float64
+        infinite = np.isinf(values)
+        if infinite.any():
+            values = np.where(infinite, np.nan, values)  # JSON's null: the server reads NaN
+        return pa.array(values, type=pa.float64())
+    if kind in _INTEGER_KINDS:
+        if kind == "u" and values.dtype.itemsize == 8 and values.size and values.max() > np.iinfo(np.int64).max:
+            return None
+        return pa.array(values.astype(np.int64, copy=False), type=pa.int64())
+    if kind == "b":
+        return pa.array(values, type=pa.bool_())
+    if kind == "O" and _text_with_missing(values):
+        return pa.array(values, type=pa.string(), from_pandas=True)
+    return None
+
+
+@lru_cache(maxsize=64)
+def _schema(names: tuple[str, ...], types: tuple[Any, ...]) -> tuple[Any, bytes]:
+    """The Arrow schema of these columns, and its IPC message."""
+    import pyarrow as pa
+
+    schema = pa.schema([pa.field(name, kind) for name, kind in zip(names, types)])
+    return schema, schema.serialize().to_pybytes()
 
 
 def _values(series: pd.Series) -> Any:

@@ -244,3 +244,34 @@ def test_batch_scoring_sends_a_local_server_arrow_and_gets_the_json_answers(tmp_
         answered = client.predict("arrow", frame)["predictions"]  # one JSON request
         np.testing.assert_array_equal(scored["prediction"].to_numpy(), np.asarray(answered))
         client.delete_deployment("arrow")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_slice_with_its_own_index_is_encoded_as_the_same_rows_with_a_fresh_one(seed):
+    # Batch scoring encodes a chunk of the input as it is (ignore_index=True), not a copy reset to 0..n-1.
+    rng = np.random.default_rng(1000 + seed)
+    kinds = [str(rng.choice(KINDS)) for _ in range(int(rng.integers(1, 5)))]
+    if seed < 4:  # uniform frames (one block, encoded from one matrix) of each numpy kind
+        kinds = [["float", "int64", "bool", "uint16"][seed]] * 3
+    frame = pd.DataFrame({f"c{i}_{kind}": random_column(rng, kind, 300) for i, kind in enumerate(kinds)})
+    frame.index = rng.permutation(300) * 7 + 11
+    part = frame.iloc[40:257]
+    body = encode_frame(part, ignore_index=True)
+    assert body is not None and body == encode_frame(part.reset_index(drop=True))
+    assert encode_frame(part) is None  # an index with information is refused unless told to leave it out
+    assert_same_frame(decode_request(body, CONTENT_TYPE_ARROW).data, through_json(part.reset_index(drop=True)))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_stream_is_what_pyarrows_stream_writer_writes(seed):
+    # encode_frame joins the schema's message (made once per schema), the batch's and the end marker.
+    rng = np.random.default_rng(2000 + seed)
+    kinds = [str(rng.choice(KINDS)) for _ in range(int(rng.integers(1, 5)))]
+    frame = pd.DataFrame({f"c{i}_{kind}": random_column(rng, kind, 97) for i, kind in enumerate(kinds)})
+    body = encode_frame(frame)
+    assert body is not None
+    batch = pa.ipc.open_stream(body).read_next_batch()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    assert sink.getvalue().to_pybytes() == body

@@ -495,3 +495,123 @@ def test_a_timed_out_chunk_is_not_sent_again(client, path):
             batch_predict(remote, df, deployment_name="linear", chunk_size=100, max_chunk_retries=3, retry_backoff=0.01)
     assert "rows 0-99" in str(info.value)
     assert proxy.requests == 1
+
+
+WHOLE_OR_NOT = '''
+def whole_or_not(data):
+    """2a + b; rounded to integers for a chunk whose first b is even: one job, answers of two dtypes."""
+    values = (data["a"] * 2 + data["b"]).to_numpy()
+    return values.round().astype("int64") if int(data["b"].iloc[0]) % 2 == 0 else values
+'''
+
+
+def test_a_dataframe_result_is_the_same_whichever_way_its_chunks_were_held(client, tmp_path):
+    # A DataFrame input's chunks scored in full as numbers keep only their predictions until the end
+    # (fewer objects for the garbage collector); the result must be what joining each chunk's rows and
+    # predictions gives, whether the answers share one dtype or not, with and without rejected rows.
+    (tmp_path / "whole_or_not.py").write_text(WHOLE_OR_NOT)
+    client.create_deployment("whole_or_not", f"python:{tmp_path / 'whole_or_not.py'}:whole_or_not")
+    try:
+        df = frame(2300, seed=21)
+        df.index = df.index * 3 + 7  # a user's index
+        df["note"] = np.where(df["id"] % 3 == 0, "x", None)
+
+        def expected(answer, features, kept, skip=()):
+            parts = []
+            for start in range(0, len(df), 200):
+                chunk = df.iloc[start : start + 200]
+                chunk = chunk[~chunk["id"].isin(skip)]
+                parts.append(chunk[kept].assign(prediction=answer(chunk[features])))
+            return pd.concat(parts)
+
+        def whole_or_not(data):
+            values = (data["a"] * 2 + data["b"]).to_numpy()
+            return values.round().astype("int64") if int(data["b"].iloc[0]) % 2 == 0 else values
+
+        everything = ["id", "a", "b", "note"]
+        out = batch_predict(client, df, deployment_name="whole_or_not", chunk_size=200, concurrency=3)
+        pd.testing.assert_frame_equal(out, expected(whole_or_not, everything, everything))
+        out = batch_predict(client, df, deployment_name="whole_or_not", chunk_size=200, concurrency=3,
+                            feature_columns=["a", "b"], keep_columns=["note", "id"])
+        pd.testing.assert_frame_equal(out, expected(whole_or_not, ["a", "b"], ["note", "id"]))
+        out = batch_predict(client, df, deployment_name="linear", chunk_size=200, concurrency=3,
+                            feature_columns=["a", "b"], keep_columns=["id"])
+        pd.testing.assert_frame_equal(out, expected(expected_linear, ["a", "b"], ["id"]))
+        bad = [5, 1999, 2000]
+        picky_input = df.copy()
+        picky_input.loc[picky_input["id"].isin(bad), "a"] = -1.0
+        df = picky_input
+        out = batch_predict(client, df, deployment_name="picky", chunk_size=200, concurrency=3, on_bad_rows="isolate",
+                            feature_columns=["a", "b"], errors_path=tmp_path / "errors.jsonl")
+        pd.testing.assert_frame_equal(out, expected(expected_linear, ["a", "b"], everything, skip=bad))
+    finally:
+        client.delete_deployment("whole_or_not")
+
+
+class _CountingScorer(threading.Thread):
+    """An MLflow-protocol server on 127.0.0.1 (in a thread per request) that answers 2a + b after a
+    pause, counting the requests it holds at once; ``fail_at`` answers that request with a 400."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        super().__init__(daemon=True)
+        self.lock = threading.Lock()
+        self.holding = self.most = self.requests = 0
+        counter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with counter.lock:
+                    counter.requests += 1
+                    number = counter.requests
+                    counter.holding += 1
+                    counter.most = max(counter.most, counter.holding)
+                time.sleep(0.01)  # long enough for the client to have its other chunks under way
+                with counter.lock:
+                    counter.holding -= 1
+                if number == fail_at:
+                    answer, status = b'{"error_code": "BAD_REQUEST", "message": "no"}', 400
+                else:
+                    rows = body["dataframe_split"]["data"]
+                    answer, status = json.dumps({"predictions": [2 * a + b for _, a, b in rows]}).encode(), 200
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def run(self):
+        self.server.serve_forever()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_the_event_loop_path_holds_at_most_concurrency_requests_at_once(concurrency, recwarn):
+    # Twice as many chunks are encoded as may be sent; the others wait their turn on our side.
+    df = frame(1000, seed=23)
+    with _CountingScorer() as server:
+        out = batch_predict(f"serving+{server.url}", df, chunk_size=50, concurrency=concurrency)
+        np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(df))
+        assert server.requests == 20 and 1 <= server.most <= concurrency
+    with _CountingScorer(fail_at=4) as server:
+        with pytest.raises(BadRowsError):
+            batch_predict(f"serving+{server.url}", df, chunk_size=50, concurrency=concurrency)
+        assert server.most <= concurrency
+    # The chunks still waiting for their turn when the job stopped were dropped without a trace.
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]

@@ -26,8 +26,11 @@ the general path already knows how.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-from dataclasses import dataclass
+import asyncio
+import functools
+import threading
+from collections import deque
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import DeploymentError, InvalidInputError
@@ -44,11 +47,101 @@ __all__ = ["http_route", "run_pipelined", "score_chunks"]
 logger = get_logger(__name__)
 
 
-@dataclass
 class _Pending:
-    chunk: Chunk
-    answer: Future[Answer]
-    arrow: bool = False
+    """A chunk's request on the event loop, and its outcome once the loop has settled it.
+
+    Lighter than :func:`asyncio.run_coroutine_threadsafe` (a concurrent future chained to the task,
+    with a condition variable and callbacks both ways): one lock the loop releases and one slot for
+    the outcome. Handing a request over and waiting for it cost 6-7 us of CPU that way against 11-16 us
+    (measured with a trivial coroutine, 32 under way).
+    """
+
+    __slots__ = ("_answer", "_error", "_settled", "arrow", "chunk", "task")
+
+    def __init__(self, chunk: Chunk, arrow: bool) -> None:
+        self.chunk = chunk
+        self.arrow = arrow
+        self.task: asyncio.Task[Answer] | None = None  # set on the loop when the request starts
+        self._settled = threading.Lock()
+        self._settled.acquire()  # released by the loop thread when the request has ended
+        self._answer: Answer | None = None
+        self._error: BaseException | None = None
+
+    def settle(self, task: asyncio.Task[Answer]) -> None:
+        """Keep the ended ``task``'s outcome and wake whoever waits for it (on the loop)."""
+        if task.cancelled():
+            self._error = asyncio.CancelledError()
+        else:
+            self._error = task.exception()
+            if self._error is None:
+                self._answer = task.result()
+        self._settled.release()
+
+    def abandon(self) -> None:
+        """Settle a request that was dropped before it started: waiting for it raises CancelledError."""
+        self._error = asyncio.CancelledError()
+        self._settled.release()
+
+    def result(self) -> Answer:
+        """The answer, once the loop has it (the error the request raised, if it failed)."""
+        self._settled.acquire()
+        self._settled.release()
+        if self._error is not None:
+            raise self._error
+        assert self._answer is not None
+        return self._answer
+
+
+class _Launcher:
+    """Runs the chunks' requests on the loop, at most ``limit`` at once, the others in turn as they end.
+
+    The chunks encoded ahead wait here, not in aiohttp's connection pool: a request that waits there
+    for a free connection goes through a timeout context, a waiter future and a release callback on
+    top of its own (about a tenth of the loop thread's time per chunk in py-spy, with twice as many
+    chunks encoded as connections). Methods other than :meth:`submit` and :meth:`cancel` run on the loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self._loop = loop
+        self._limit = limit
+        self._running = 0
+        self._waiting: deque[tuple[_Pending, Coroutine[Any, Any, Answer]]] = deque()
+
+    def submit(self, pending: _Pending, request: Coroutine[Any, Any, Answer]) -> None:
+        """Run ``request`` for ``pending`` when its turn comes (call from any thread)."""
+        self._loop.call_soon_threadsafe(self._queue, pending, request)
+
+    def cancel(self, pending: _Pending) -> None:
+        """Stop ``pending``'s request, or drop it if it has not started (call from any thread)."""
+        self._loop.call_soon_threadsafe(self._cancel, pending)
+
+    def _queue(self, pending: _Pending, request: Coroutine[Any, Any, Answer]) -> None:
+        if self._running < self._limit:
+            self._start(pending, request)
+        else:
+            self._waiting.append((pending, request))
+
+    def _start(self, pending: _Pending, request: Coroutine[Any, Any, Answer]) -> None:
+        self._running += 1
+        pending.task = self._loop.create_task(request)
+        pending.task.add_done_callback(functools.partial(self._ended, pending))
+
+    def _ended(self, pending: _Pending, task: asyncio.Task[Answer]) -> None:
+        self._running -= 1
+        pending.settle(task)
+        while self._waiting and self._running < self._limit:
+            self._start(*self._waiting.popleft())
+
+    def _cancel(self, pending: _Pending) -> None:
+        if pending.task is not None:
+            pending.task.cancel()
+            return
+        for waiting in self._waiting:
+            if waiting[0] is pending:
+                self._waiting.remove(waiting)
+                waiting[1].close()  # never started: nothing to cancel, and no "never awaited" warning
+                pending.abandon()
+                return
 
 
 def run_pipelined(
@@ -75,6 +168,7 @@ def run_pipelined(
     settings = dataclasses.replace(route.settings, retry=scorer.chunk_policy(route.settings.retry))
     io = LoopThread("deployflow-batch-io")
     edge = AsyncHttpTransport(settings=settings, limit=concurrency)
+    launcher = _Launcher(io.loop, concurrency)
     state = {"route": route, "arrow": route.arrow and not scorer.params}
     encode = route.encode or (lambda frame, params: encode_request(frame, params=params))
     decode = route.decode
@@ -105,18 +199,22 @@ def run_pipelined(
         )
 
     def start(chunk: Chunk) -> _Pending:
-        features = scorer.features(chunk.frame)
-        body = encode_frame(features) if state["arrow"] else None
-        if body is not None:
-            return _Pending(chunk, io.submit(post(body, CONTENT_TYPE_ARROW)), arrow=True)
-        body, content_type = encode(features, scorer.params)
-        return _Pending(chunk, io.submit(post(body, content_type)))
+        body = None
+        if state["arrow"]:
+            # Rows are matched to answers by position and an Arrow body carries no index: no reset.
+            body = encode_frame(scorer.selected(chunk.frame), ignore_index=True)
+            content_type = CONTENT_TYPE_ARROW
+        pending = _Pending(chunk, arrow=body is not None)
+        if body is None:
+            body, content_type = encode(scorer.features(chunk.frame), scorer.params)
+        launcher.submit(pending, post(body, content_type))
+        return pending
 
     def finish(pending: _Pending) -> None:
         chunk = pending.chunk
         try:
             try:
-                answer = pending.answer.result()
+                answer = pending.result()
             except DeploymentError as error:
                 if not (pending.arrow and error.status_code == 415):
                     raise
@@ -145,7 +243,7 @@ def run_pipelined(
             skip=skip,
             start=start,
             finish=finish,
-            cancel=lambda pending: pending.answer.cancel(),
+            cancel=launcher.cancel,
             on_progress=on_progress,
         )
     finally:

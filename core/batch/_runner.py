@@ -139,8 +139,12 @@ class ChunkScorer:
         input, or the user's labels) would be encoded, sent and rebuilt by the server for nothing:
         about 14 KB more per 2,000 rows and a quarter more server time per request (measured).
         """
-        features = frame if self.feature_columns is None else frame[self.feature_columns]
-        return features.reset_index(drop=True)
+        return self.selected(frame).reset_index(drop=True)
+
+    def selected(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The columns of ``frame`` sent to the model, with the chunk's own index (for an encoder that
+        leaves the index out, such as :func:`deployflow.arrow_chunks.encode_frame` with ``ignore_index``)."""
+        return frame if self.feature_columns is None else frame[self.feature_columns]
 
     def kept(self, chunk: Chunk) -> pd.DataFrame:
         return chunk.frame if self.keep_columns is None else chunk.frame[self.keep_columns]
