@@ -101,9 +101,9 @@ class LocalDeploymentClient(ScoringMixin, DeploymentsMixin, EndpointsMixin, Base
 
     #: Requests batch scoring keeps in flight. The servers here answer one request at a time per
     #: worker; a queue keeps a worker busy while this process encodes and decodes. On two cores
-    #: (benchmarks/bench_batch.py, 2,000-row chunks) 4 to 16 in flight all reached 80-83 % of the
-    #: server's wrk ceiling: the limit there is this process's own CPU beside the server's, not the
-    #: depth. 16 leaves room for a server with several workers. A queued request's read timeout runs
+    #: (benchmarks/bench_batch.py, 2,000-row Arrow chunks, one interleaved sweep) 8, 16 and 32 in flight
+    #: gave 72-76, 71-75 and 63-75 % of the server's wrk ceiling: the limit there is this process's own
+    #: CPU beside the server's, not the depth. 16 leaves room for a server with several workers. A queued request's read timeout runs
     #: while it waits, so a model that takes more than predict_timeout / 16 per chunk wants a lower
     #: ``concurrency``.
     default_batch_concurrency = 16
