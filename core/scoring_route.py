@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from .redaction import redact
 
 if TYPE_CHECKING:
+    from .errors import DeploymentError
     from .transport import HttpSettings
 
 __all__ = ["HttpRoute", "route_for_transport"]
@@ -32,7 +33,9 @@ class HttpRoute:
     ``encode`` and ``decode`` (optional) are the target's own protocol for a chunk: ``encode(frame,
     params) -> (body, content_type)`` and ``decode(body) -> PredictionsResponse``; without them chunks
     travel in MLflow's scoring protocol (:func:`deployflow.payloads.encode_request` /
-    :func:`~deployflow.payloads.decode_response`).
+    :func:`~deployflow.payloads.decode_response`). ``reclassify`` (optional) is the target's own reading
+    of an error its service answered, the one its ``predict`` applies too: ``reclassify(error) -> error``
+    (the ``v2`` target makes MLServer's "model is not ready" 400 a retryable error).
     """
 
     url: str
@@ -44,6 +47,7 @@ class HttpRoute:
     arrow: bool = False
     encode: Callable[[Any, Mapping[str, Any] | None], tuple[bytes, str]] | None = None
     decode: Callable[[bytes], Any] | None = None
+    reclassify: Callable[[DeploymentError], DeploymentError] | None = None
 
     def __repr__(self) -> str:  # the headers may hold a token
         return f"HttpRoute({redact(self.url)!r})"

@@ -108,6 +108,8 @@ class FakeV2:
         if parts[-1] == "ready":
             return (status, None) if status != 503 else (503, {"error": "not ready"})
         if parts[-1] == "infer":
+            if status == 400:  # MLServer's answer for a model that is still loading
+                return 400, {"error": f"Model {name} is not ready yet."}
             request = json.loads(body)
             if request["inputs"][0]["datatype"] == "BYTES":
                 return 400, {"error": "this model takes numbers"}
@@ -226,3 +228,25 @@ def test_a_server_that_does_not_answer_is_pending():
     with get_deploy_client(f"v2+{url}", **FAST) as client:
         status = client.deployment_status("m")
     assert status.state is State.PENDING and status.reason
+
+
+@pytest.mark.parametrize("on_bad_rows", ["raise", "isolate"])
+def test_a_model_still_loading_is_a_retryable_error_on_both_edges(on_bad_rows, tmp_path):
+    """MLServer answers 400 "Model ... is not ready yet." while a model loads: ``predict`` and batch
+    scoring (posted by the async edge through the target's route) both call it a retryable error, and
+    batch scoring never takes it for bad rows."""
+    import pandas as pd
+
+    from deployflow import TransientError, batch_predict
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0]})
+    with FakeV2(ready={"loading": 400}) as fake, get_deploy_client(f"v2+{fake.url}", **FAST) as client:
+        with pytest.raises(TransientError, match="is not ready yet") as sync:
+            client.predict("loading", frame)
+        assert sync.value.retryable and sync.value.status_code == 400
+        assert client.batch_http_route("loading") is not None  # the async edge, not predict
+        with pytest.raises(TransientError, match="is not ready yet") as batch:
+            batch_predict(client, frame, deployment_name="loading", chunk_size=2, on_bad_rows=on_bad_rows,
+                          errors_path=str(tmp_path / "errors.jsonl"), max_chunk_retries=0)
+        assert batch.value.retryable
+    assert not (tmp_path / "errors.jsonl").exists() or not (tmp_path / "errors.jsonl").read_text()

@@ -192,11 +192,19 @@ def run_pipelined(
             sent_to[0] = moved(sent_to[0]) or sent_to[0]
             return sent_to[0]
 
-        return await edge.request(
-            "POST", current.url, data=body, headers={"Content-Type": content_type, **current.headers},
-            kind="predict", idempotent=current.idempotent, retry_statuses=current.retry_statuses,
-            on_connection_failure=on_connection_failure if current.refresh is not None else None,
-        )
+        try:
+            return await edge.request(
+                "POST", current.url, data=body, headers={"Content-Type": content_type, **current.headers},
+                kind="predict", idempotent=current.idempotent, retry_statuses=current.retry_statuses,
+                on_connection_failure=on_connection_failure if current.refresh is not None else None,
+            )
+        except DeploymentError as error:
+            if current.reclassify is None:
+                raise
+            read = current.reclassify(error)
+            if read is error:
+                raise
+            raise read from error
 
     def start(chunk: Chunk) -> _Pending:
         body = None

@@ -50,7 +50,12 @@ def _not_ready(error: DeploymentError) -> bool:
     return error.status_code == 400 and _NOT_READY_WORDS in (error.message or "")
 
 
-def _as_not_ready(error: DeploymentError) -> TransientError:
+def reclassify(error: DeploymentError) -> DeploymentError:
+    """The error a V2 server's answer means: MLServer's "not ready" 400 becomes a retryable
+    TransientError (the model is loading), any other error stays as it is. Applied by :meth:`predict`
+    and the other calls, and by batch scoring's route (:meth:`V2DeploymentClient.batch_http_route`)."""
+    if not (isinstance(error, InvalidInputError) and _not_ready(error)):
+        return error
     transient = TransientError(error.message, status_code=error.status_code, body=error.body, retryable=True)
     transient.failure = error.failure
     return transient
@@ -134,10 +139,11 @@ class V2DeploymentClient(HostedModelsClient):
         """A call through the transport, MLServer's "not ready" 400 turned into a retryable error."""
         try:
             return self._transport.request(method, path, **kwargs)
-        except InvalidInputError as error:
-            if _not_ready(error):
-                raise _as_not_ready(error) from error
-            raise
+        except DeploymentError as error:
+            read = reclassify(error)
+            if read is error:
+                raise
+            raise read from error
 
     @staticmethod
     def _json(response: Any) -> Any:
@@ -190,6 +196,7 @@ class V2DeploymentClient(HostedModelsClient):
             retry_statuses=INFER_RETRY_STATUSES,
             encode=encode_chunk,
             decode=decode_answer,
+            reclassify=reclassify,
         )
 
     # -- reading --------------------------------------------------------------------------------
