@@ -133,3 +133,27 @@ def test_refused_and_timeout():
         server.close()
 
     run(scenario())
+
+
+def test_send_calls_back_with_the_answer_or_the_failure():
+    """The callback form the router uses: one call per request, an answer or an error, never both."""
+    async def scenario():
+        url, _, _, server = await upstream([OK])
+        relay = Relay()
+        calls = []
+        done = asyncio.get_running_loop().create_future()
+
+        def record(status, headers, body, error):
+            calls.append((status, body, error))
+            if not done.done():
+                done.set_result(None)
+
+        relay.send(url, b"/invocations", [], b"", 5.0, record)
+        await done
+        relay.send("ftp://nowhere", b"/invocations", [], b"", 5.0, record)  # refused before anything is sent
+        relay.close()
+        server.close()
+        assert calls[0] == (200, b"{}", None)
+        assert calls[1][:2] == (0, b"") and isinstance(calls[1][2], UpstreamRefused) and len(calls) == 2
+
+    run(scenario())

@@ -45,10 +45,11 @@ class Router:
             "deployments": {DEPLOYMENT: {"process": {"url": url}}},
         })
 
-    def start(self) -> None:
+    def start(self, **settings) -> None:
+        """Start the router; ``settings`` add to or replace keys of its spec."""
         spec = {"version": 1, "name": ENDPOINT, "state_file": str(self.state_file), "host": "127.0.0.1",
                 "port": 0, "request_timeout": REQUEST_TIMEOUT, "ready_file": str(self.ready_file),
-                "log_level": "warning", "stop_timeout": 5.0}
+                "log_level": "warning", "stop_timeout": 5.0, **settings}
         self.spec_file.write_text(json.dumps(spec))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deployflow.targets.local.router", "--spec", str(self.spec_file)]

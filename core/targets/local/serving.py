@@ -6,8 +6,9 @@ Both are started by the client as ``python -m <module> --spec spec.json`` (:mod:
   connection limits with :func:`parse_limits`;
 * refuse to listen on anything but loopback without a credential, unless the spec says
   ``allow_unauthenticated: true`` (then they log a WARNING): :func:`check_exposure`;
-* bind the socket themselves (:func:`bind_socket`), then serve with uvicorn on uvloop
-  (:func:`uvicorn_config`, :func:`run`), then write the ready file atomically
+* bind the socket themselves (:func:`bind_socket`), then serve on uvloop (:func:`run`): a deployment
+  server with uvicorn (:func:`uvicorn_config`), a router with its own HTTP/1.1 front-end
+  (:mod:`.front`), both under the same limits; then write the ready file atomically
   (:func:`write_ready_file`) with ``{"pid", "host", "port", "url", "flavor", "started_at"}``,
   ``started_at`` being seconds since the epoch.
 """
@@ -96,7 +97,7 @@ class ServingLimits:
     body_timeout: float
     #: Seconds a connection may stay idle (before its first request, or between requests).
     keepalive_timeout: float
-    #: Open connections (and requests) past which uvicorn answers 503 at once.
+    #: Open connections (and requests) past which the process answers 503 at once.
     limit_concurrency: int
 
 
