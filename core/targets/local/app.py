@@ -247,18 +247,7 @@ class ScoringApp:
 
     def declared_length(self, scope: dict[str, Any]) -> int | Response:
         """The body length the request declares (0 without Content-Length), or the answer refusing it."""
-        content_length = responses.header(scope["headers"], b"content-length")
-        if content_length is None:
-            return 0
-        try:
-            declared = int(content_length)
-        except ValueError:
-            return responses.bad_content_length()
-        if declared < 0:
-            return responses.bad_content_length()
-        if declared > self.max_request_bytes:
-            return self._too_large
-        return declared
+        return responses.declared_length(scope["headers"], self.max_request_bytes, self._too_large)
 
     async def read_body(self, receive: Receive, held: int) -> tuple[bytes | Response, int]:
         """The body of an admitted request that declared ``held`` bytes, counted as it comes (a chunked

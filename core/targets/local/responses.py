@@ -90,6 +90,21 @@ def bad_content_length() -> Response:
     return json_error(400, "BAD_REQUEST", "The Content-Length header is not a number", CLOSE)
 
 
+def declared_length(headers: Iterable[tuple[bytes, bytes]], limit: int, too_large: Response) -> int | Response:
+    """The body length ``headers`` declare (0 without Content-Length), or the answer refusing it:
+    :func:`bad_content_length` for a value that is not a count, ``too_large`` above ``limit`` bytes."""
+    value = header(headers, b"content-length")
+    if value is None:
+        return 0
+    try:
+        declared = int(value)
+    except ValueError:
+        return bad_content_length()
+    if declared < 0:
+        return bad_content_length()
+    return too_large if declared > limit else declared
+
+
 def unauthorized(what: str) -> Response:
     return json_error(
         401,

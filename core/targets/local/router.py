@@ -259,17 +259,9 @@ class RouterApp:
             self.metrics.observe_router(exchange.path, response, time.perf_counter() - exchange.started)
 
     def _admit(self, exchange: Exchange) -> Response | None:
-        declared = 0
-        for name, value in exchange.headers:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    return responses.bad_content_length()
-                if declared < 0:
-                    return responses.bad_content_length()
-                if declared > self.max_request_bytes:
-                    return self._too_large
+        declared = responses.declared_length(exchange.headers, self.max_request_bytes, self._too_large)
+        if not isinstance(declared, int):
+            return declared
         refusal = self.admission.refusal(declared)
         if refusal is not None:
             return responses.overloaded(refusal)
