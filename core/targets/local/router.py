@@ -39,8 +39,9 @@ path is a 404, and ``/invocations`` or a control path asked with another method 
 Forwarding goes through :mod:`.relay` (pooled keep-alive connections to the deployments); a request and
 its answer pass through plain callbacks (:mod:`.front`, :class:`_Forward`), no task per request. Measured
 with ``benchmarks/bench_router.py --rounds 5`` on this project's 2-core machine (load average about 1),
-as a share of the deployment's own req/s: 10-row requests one at a time 73 % (p50 +0.20 ms), under
-``wrk`` with 8 connections 59 % (p50 +0.32 ms); 500-row requests 81 % and 84 % (p50 +0.19 and +0.21 ms).
+as a share of the deployment's own req/s, in two runs: 10-row requests one at a time 72-73 % (p50
++0.20-0.22 ms), under ``wrk`` with 8 connections 59-64 % (p50 +0.27-0.32 ms); 500-row requests 74-81 %
+one at a time and 83-84 % under ``wrk`` (p50 +0.19-0.26 ms).
 Served by uvicorn instead, the same router made 65 % and 55 % with 10-row requests. Under ``wrk`` the
 router takes about 37 µs of CPU per request, half of it in the kernel (two reads and two writes); the
 ``stat`` of the state file is the largest single cost in the rest.
