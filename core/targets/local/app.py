@@ -65,7 +65,7 @@ from ...redaction import get_logger
 from . import openinference as v2
 from . import responses
 from .enforcement import SignatureError
-from .limits import Admission
+from .limits import BODY_BYTES_REFUSAL, Admission
 from .model_threads import Expired, ModelThreads
 from .models import LoadedModel
 from .responses import Response
@@ -264,10 +264,10 @@ class ScoringApp:
             size += len(chunk)
             if size > limit:
                 return self._too_large, held
-            if size > held:
-                if not self.admission.grow(size - held):
-                    return responses.overloaded("body bytes queued, config key max_queued_bytes"), held
-                held = size
+            grown = self.admission.grow(size, held)
+            if grown is None:
+                return responses.overloaded(BODY_BYTES_REFUSAL), held
+            held = grown
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), held

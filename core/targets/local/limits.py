@@ -32,9 +32,13 @@ import asyncio
 import logging
 from typing import Any
 
-__all__ = ["Admission", "ConnectionClock", "GuardedProtocol", "Limits", "guarded_protocol"]
+__all__ = ["BODY_BYTES_REFUSAL", "Admission", "ConnectionClock", "GuardedProtocol", "Limits", "guarded_protocol"]
 
 _logger = logging.getLogger("deployflow.targets.local.limits")
+
+
+#: Why a body that grew past what ``max_queued_bytes`` leaves room for is refused (:meth:`Admission.grow`).
+BODY_BYTES_REFUSAL = "body bytes queued, config key max_queued_bytes"
 
 
 class Admission:
@@ -60,12 +64,16 @@ class Admission:
         self.requests += 1
         self.bytes += declared
 
-    def grow(self, more: int) -> bool:
-        """Count ``more`` bytes of a body read in chunks; ``False`` (nothing counted) past the limit."""
-        if self.bytes + more > self.max_bytes:
-            return False
-        self.bytes += more
-        return True
+    def grow(self, size: int, held: int) -> int | None:
+        """A body read in chunks has reached ``size`` bytes, ``held`` of them counted already: count the
+        rest and return the bytes now held, or ``None`` (nothing counted) past ``max_queued_bytes``
+        (refuse it with :data:`BODY_BYTES_REFUSAL`)."""
+        if size <= held:
+            return held
+        if self.bytes + size - held > self.max_bytes:
+            return None
+        self.bytes += size - held
+        return size
 
     def release(self, size: int) -> None:
         self.requests -= 1

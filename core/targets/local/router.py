@@ -67,7 +67,7 @@ from ...retry import as_int, as_number
 from . import responses
 from .control import take_secret
 from .front import Exchange, Front, serve
-from .limits import Admission, Limits
+from .limits import BODY_BYTES_REFUSAL, Admission, Limits
 from .relay import (
     Relay,
     UpstreamBadAnswer,
@@ -242,10 +242,10 @@ class RouterApp:
         size = exchange.size
         if size > self.max_request_bytes:
             return self._too_large
-        if size > exchange.held:
-            if not self.admission.grow(size - exchange.held):
-                return responses.overloaded("body bytes queued, config key max_queued_bytes")
-            exchange.held = size
+        held = self.admission.grow(size, exchange.held)
+        if held is None:
+            return responses.overloaded(BODY_BYTES_REFUSAL)
+        exchange.held = held
         return None
 
     def complete(self, exchange: Exchange) -> Response | None:
