@@ -9,7 +9,7 @@ proxies, cookies, redirects or retry policy beyond "sent again when nothing was 
 :mod:`.router` decides. So it writes the request as one buffer on a kept-alive connection, reads the
 answer with the same parser as uvicorn (``httptools``), and hands it over by calling back
 (:meth:`Relay.send`): no future or task per request, and one timer per connection, re-armed only when
-it fires early. :meth:`Relay.post` is the same, awaited. ``tests/test_local_relay_equivalence.py`` holds
+it fires early. ``tests/test_local_relay_equivalence.py`` holds
 it to the async edge: the same requests, sent directly and through a router, get byte-identical answers
 (every input form, NaN, CSV, Arrow, large bodies, and each kind of refusal).
 
@@ -319,28 +319,6 @@ class Relay:
             connection.start(request, timeout, done)
         else:
             asyncio.ensure_future(self._connect_and_start(key, request, timeout, done))
-
-    async def post(
-        self, url: str, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes, timeout: float | None
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """:meth:`send`, awaited: the answer as ``(status, headers, body)``, or the :class:`UpstreamError`
-        raised. Cancelled, the request still runs to its answer (or timeout) and its connection goes
-        back to the pool in step."""
-        future: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-        def done(status: int, answer_headers: list[tuple[bytes, bytes]], content: bytes,
-                 error: UpstreamError | None) -> None:
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result((status, answer_headers, content))
-
-        self.send(url, path, headers, body, timeout, done)
-        return await future
 
     def close(self) -> None:
         """Close every pooled connection."""
