@@ -147,9 +147,10 @@ def promote(
     splits.check_split_support(client)
     splits.member_target(client, endpoint, challenger)  # a target that cannot score one member says so now
     golden_rows = load_golden(golden, settings.label)
-    path = Path(record_path) if record_path is not None else default_record_path(client, endpoint, challenger)
+    default_path = default_record_path(client, endpoint, challenger)
+    path = Path(record_path) if record_path is not None else default_path
     restart = as_bool(restart, "restart")
-    with _endpoint_lock(default_record_path(client, endpoint, challenger), settings.endpoint):
+    with _endpoint_lock(default_path, settings.endpoint):
         run = _Run(client, settings, golden_rows, path, cancel)
         return run.start(resume_from=resume_from, restart=restart, approve=approve, on_step=on_step)
 
