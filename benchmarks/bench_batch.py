@@ -4,7 +4,8 @@ Prints, in one run, for a cheap model (2a + b - c over numeric columns) and the 
 
 * rows/s of ``batch_predict`` (a DataFrame in, a DataFrame out; default concurrency for the target);
 * rows/s of a naive loop: ``requests.post`` of each chunk in turn (the peer);
-* the server's own ceiling at that chunk size: ``wrk`` posting one fixed chunk with 4 connections,
+* the server's own ceiling at that chunk size: ``wrk`` posting one fixed chunk, the most it gets with 4
+  connections or with as many as batch_predict keeps in flight,
   times the chunk size (skipped with a note when wrk is not installed: ``apt-get install wrk``);
 * peak RSS of a subprocess scoring a 500,000-row and a 5,000,000-row Parquet file to an output
   directory of parts, and their ratio (``--no-memory`` skips this part, which takes a few minutes).
@@ -69,26 +70,34 @@ def naive_loop(url: str, df: pd.DataFrame, chunk_size: int) -> float:
 
 class Wrk:
     """The server's ceiling: wrk posting one fixed chunk (the first, as batch_predict sends it), as JSON
-    or (``arrow=True``) as the Arrow stream batch_predict sends to a local server."""
+    or (``arrow=True``) as batch_predict sends it to a local server: an Arrow stream, with the Accept
+    header that asks for an Arrow answer. Measured with each number of ``connections`` in turn (4, and
+    as many as batch_predict keeps in flight), the ceiling being the most of those."""
 
-    def __init__(self, url: str, df: pd.DataFrame, chunk_size: int, workdir: Path, *, arrow: bool = False) -> None:
-        self.url, self.chunk_size = url, chunk_size
+    def __init__(self, url: str, df: pd.DataFrame, chunk_size: int, workdir: Path, *, arrow: bool = False,
+                 connections: tuple[int, ...] = (4,)) -> None:
+        self.url, self.chunk_size, self.connections = url, chunk_size, sorted(set(connections))
         first = df.iloc[:chunk_size]
+        accept = ""
         if arrow:
             body, content_type, name = encode_frame(first), CONTENT_TYPE_ARROW, "body.arrow"
+            accept = f'wrk.headers["Accept"] = "{CONTENT_TYPE_ARROW}, application/json"\n'
         else:
             (body, content_type), name = encode_request(first), "body.json"
         (workdir / name).write_bytes(body)
         self.script = workdir / f"post-{name}.lua"
         self.script.write_text(
             'wrk.method = "POST"\n'
-            f'wrk.headers["Content-Type"] = "{content_type}"\n'
+            f'wrk.headers["Content-Type"] = "{content_type}"\n' + accept +
             f'local f = io.open("{workdir / name}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
         )
 
     def rows_per_second(self, seconds: int = 2) -> float:
+        return max(self._rows_per_second(connections, seconds) for connections in self.connections)
+
+    def _rows_per_second(self, connections: int, seconds: int) -> float:
         out = subprocess.run(
-            ["wrk", "-t2", "-c4", f"-d{seconds}s", "-s", str(self.script), f"{self.url}/invocations"],
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(self.script), f"{self.url}/invocations"],
             capture_output=True, text=True, check=True,
         ).stdout
         if re.search(r"Non-2xx", out):
@@ -112,7 +121,8 @@ MEMORY_JOB = textwrap.dedent(
     import resource, sys
     from deployflow import batch_predict, get_deploy_client
     client = get_deploy_client(sys.argv[1])
-    summary = batch_predict(client, sys.argv[2], deployment_name="bench", output=sys.argv[3], chunk_size=int(sys.argv[4]))
+    summary = batch_predict(client, sys.argv[2], deployment_name="bench", output=sys.argv[3], output_format="parquet",
+                            chunk_size=int(sys.argv[4]))
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(summary.rows, peak_kib)
     """
@@ -167,8 +177,11 @@ def main() -> None:
         # Two ways of sending the same chunks: as Arrow streams (what batch_predict sends a local server)
         # and as JSON (what it sends other servers, and what it sent before); each against wrk posting
         # the same body.
-        ways = {"arrow": (client, Wrk(url, df, args.chunk_size, workdir, arrow=True) if have_wrk else None),
-                "json": (json_only, Wrk(url, df, args.chunk_size, workdir) if have_wrk else None)}
+        wrk_connections = (4, concurrency)
+        ways = {"arrow": (client, Wrk(url, df, args.chunk_size, workdir, arrow=True, connections=wrk_connections)
+                          if have_wrk else None),
+                "json": (json_only, Wrk(url, df, args.chunk_size, workdir, connections=wrk_connections)
+                         if have_wrk else None)}
         ours = {way: [] for way in ways}
         ratios = {way: [] for way in ways}
         ceilings = {way: [] for way in ways}

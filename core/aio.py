@@ -27,6 +27,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from ._eventloop import new_event_loop
 from .errors import DeploymentError, InvalidInputError, RemoteError, RequestTimeoutError
 from .http_errors import MAX_ERROR_READ_BYTES, MAX_EXCERPT_CHARS, error_from_answer, error_from_failure, set_message, settle, tls_error
 from .jsoncodec import dumps, loads
@@ -285,15 +286,10 @@ class AsyncHttpTransport:
 
 
 class LoopThread:
-    """An event loop (uvloop when installed) in a daemon thread, for sync code that drives async I/O."""
+    """An event loop (:func:`deployflow._eventloop.new_event_loop`) in a daemon thread, for sync code that drives async I/O."""
 
     def __init__(self, name: str = "deployflow-io") -> None:
-        try:
-            import uvloop
-
-            self.loop = uvloop.new_event_loop()
-        except ImportError:  # uvloop is not available everywhere (Windows)
-            self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 

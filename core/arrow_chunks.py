@@ -20,7 +20,18 @@ are only missing values as JSON reading does (:func:`deployflow.payloads.decode_
 ``tests/test_arrow_chunks.py`` holds both paths to that on random frames and on served models.
 
 A server that does not read Arrow answers 415 before reading the body; batch scoring then sends that
-chunk and the rest of the job as JSON. pyarrow is imported only when a body is written or read.
+chunk and the rest of the job as JSON.
+
+Answers go the other way the same way: batch scoring asks a route that reads Arrow for an Arrow answer
+(``Accept: application/vnd.apache.arrow.stream, application/json``), and the local target's server
+answers with :func:`encode_predictions` when the model's output is one Arrow carries exactly as batch
+scoring reads the JSON answer (numeric and bool arrays and DataFrames), and with JSON otherwise; the
+answer's Content-Type says which. Reading the JSON answer of 2,000 floats and making the array of it
+costs the client about 60 us, the Arrow answer about 10 us, and the server writes it in about 7 us
+instead of 48. Other servers ignore the header and answer JSON. ``tests/test_arrow_answers.py`` holds both
+answers to the same predictions over the outputs of served models.
+
+pyarrow is imported only when a body is written or read.
 """
 
 from __future__ import annotations
@@ -33,7 +44,15 @@ from .errors import InvalidInputError
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
 
-__all__ = ["CONTENT_TYPE_ARROW", "arrow_readable", "encode_frame", "decode_frame"]
+__all__ = [
+    "CONTENT_TYPE_ARROW",
+    "accepts_arrow",
+    "arrow_readable",
+    "decode_frame",
+    "decode_predictions",
+    "encode_frame",
+    "encode_predictions",
+]
 
 #: The media type of an Arrow IPC stream (https://www.iana.org/assignments/media-types).
 CONTENT_TYPE_ARROW = "application/vnd.apache.arrow.stream"
@@ -64,8 +83,8 @@ def encode_frame(frame: pd.DataFrame, *, ignore_index: bool = False) -> bytes | 
         index = frame.index
         if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
             return None
-    names = frame.columns.tolist()
-    if not all(type(name) is str for name in names) or len(set(names)) != len(names):
+    names = _column_names(frame.columns)
+    if names is None:
         return None
     import numpy as np
     import pyarrow as pa
@@ -88,11 +107,33 @@ def encode_frame(frame: pd.DataFrame, *, ignore_index: bool = False) -> bytes | 
             arrays.append(array)
     if arrays is None:
         return None
-    schema, schema_message = _schema(tuple(names), tuple(array.type for array in arrays))
+    schema, schema_message = _schema(names, tuple(array.type for array in arrays))
     batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
     # What an IPC stream writer writes: the schema's message, the batch's, the end-of-stream marker;
     # without building a writer per chunk, and with the schema's bytes made once for all the chunks.
     return b"".join((schema_message, batch.serialize().to_pybytes(), _END_OF_STREAM))
+
+
+#: The last column index seen by :func:`_column_names`, and its names (``None``: not Arrow's).
+_last_columns: tuple[Any, tuple[str, ...] | None] = (None, None)
+
+
+def _column_names(columns: Any) -> tuple[str, ...] | None:
+    """The names of a column index when they are distinct strings, else ``None``.
+
+    The chunks of one input share the values of their column index (each slice has an ``Index`` of
+    its own over the same array, which pandas never changes), and listing a pandas 3 string index
+    costs about 4 us, a fifth of the encoding: the names of the last array seen are remembered.
+    """
+    global _last_columns
+    values = getattr(columns, "_data", columns)  # pandas' own array under the Index
+    seen, names = _last_columns
+    if seen is values:
+        return names
+    listed = tuple(columns.tolist())
+    names = listed if all(type(name) is str for name in listed) and len(set(listed)) == len(listed) else None
+    _last_columns = (values, names)
+    return names
 
 
 #: An IPC stream's end: the continuation marker and a zero length (the Arrow columnar format spec).
@@ -215,3 +256,152 @@ def decode_frame(body: bytes) -> pd.DataFrame:
 
 def _bad_request(message: str) -> InvalidInputError:
     return InvalidInputError(message, error_code="BAD_REQUEST", status_code=400)
+
+
+# --------------------------------------------------------------------------------------------------
+# Answers: the predictions of a chunk as an Arrow IPC stream, for a caller that asks for one
+
+#: The schema metadata key that says how an Arrow answer's columns make the predictions: ``array``
+#: (one column: a 1-D array), ``matrix`` (a 2-D array, column by column) or ``records`` (a DataFrame).
+_ANSWER_SHAPE = b"deployflow.predictions"
+
+
+def accepts_arrow(accept: bytes | str | None) -> bool:
+    """Whether an ``Accept`` header lists :data:`CONTENT_TYPE_ARROW` (in any case, with any parameters
+    but ``q=0``, which refuses it), so a server may answer with :func:`encode_predictions`."""
+    if not accept:
+        return False
+    return _accepts_arrow(accept if isinstance(accept, str) else accept.decode("latin-1"))
+
+
+@lru_cache(maxsize=64)
+def _accepts_arrow(accept: str) -> bool:
+    for media_range in accept.split(","):
+        media_type, *parameters = media_range.split(";")
+        if media_type.strip().lower() != CONTENT_TYPE_ARROW:
+            continue
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    if float(value.strip()) == 0:
+                        return False
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
+def encode_predictions(predictions: Any) -> bytes | None:
+    """A model's output as an Arrow IPC stream that :func:`decode_predictions` reads as the predictions
+    batch scoring reads from the JSON answer ``{"predictions": ...}`` of the same output
+    (:func:`deployflow.batch._runner.parse_predictions`), or ``None`` when the answer must be JSON.
+
+    Arrow carries, with at least one row: a 1-D or 2-D numpy array, or a DataFrame with distinct
+    ``str`` column names, whose values (every column's, for a DataFrame) are float64, integers that
+    fit int64, or bools. Integers arrive as int64, as JSON's reading makes them; NaN and the
+    infinities stay as they are. Anything else (float32, whose JSON text reads back as another
+    float64; text; Series, dicts, lists, scalars, ``None``; empty outputs) is JSON's.
+    """
+    if not arrow_readable():
+        return None
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(predictions, np.ndarray):
+        if predictions.ndim == 1:
+            shape, names, columns = b"array", ("predictions",), [predictions]
+        elif predictions.ndim == 2 and predictions.shape[1]:
+            shape = b"matrix"
+            names = tuple(str(position) for position in range(predictions.shape[1]))
+            columns = [predictions[:, position] for position in range(predictions.shape[1])]
+        else:
+            return None
+        rows = predictions.shape[0]
+    elif type(predictions) is pd.DataFrame:
+        names = tuple(predictions.columns.tolist())
+        if not names or not all(type(name) is str for name in names) or len(set(names)) != len(names):
+            return None
+        from .jsoncodec import _column_arrays
+
+        shape, columns, rows = b"records", _column_arrays(predictions), len(predictions)
+    else:
+        return None
+    if not rows:
+        return None
+    arrays = []
+    for values in columns:
+        array = _answer_array(values)
+        if array is None:
+            return None
+        arrays.append(array)
+    import pyarrow as pa
+
+    schema, schema_message = _answer_schema(shape, names, tuple(array.type for array in arrays))
+    batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+    return b"".join((schema_message, batch.serialize().to_pybytes(), _END_OF_STREAM))
+
+
+def _answer_array(values: Any) -> Any:
+    """One column of an answer as an Arrow array (int64 for every integer type), or ``None``."""
+    import numpy as np
+    import pyarrow as pa
+
+    dtype = getattr(values, "dtype", None)
+    if not isinstance(dtype, np.dtype):
+        return None  # an extension array (nullable Int64, string, category...): JSON's
+    kind = dtype.kind
+    if kind == "f":
+        return pa.array(values, type=pa.float64()) if dtype.itemsize == 8 else None
+    if kind in _INTEGER_KINDS:
+        if kind == "u" and dtype.itemsize == 8 and values.size and values.max() > np.iinfo(np.int64).max:
+            return None
+        return pa.array(values.astype(np.int64, copy=False), type=pa.int64())
+    if kind == "b":
+        return pa.array(values, type=pa.bool_())
+    return None
+
+
+@lru_cache(maxsize=64)
+def _answer_schema(shape: bytes, names: tuple[str, ...], types: tuple[Any, ...]) -> tuple[Any, bytes]:
+    """The schema of an answer of ``shape`` with these columns, and its IPC message."""
+    import pyarrow as pa
+
+    fields = [pa.field(name, kind, nullable=False) for name, kind in zip(names, types)]
+    schema = pa.schema(fields, metadata={_ANSWER_SHAPE: shape})
+    return schema, schema.serialize().to_pybytes()
+
+
+def decode_predictions(body: bytes, column: str) -> Any:
+    """The predictions in an answer written by :func:`encode_predictions`: a 1-D numpy array, or a
+    DataFrame whose columns are named as batch scoring names them (``<column>_0``, ``<column>_1``...
+    for a 2-D array; the model's own names for a DataFrame). The arrays are the caller's to change.
+
+    Raises :class:`~deployflow.errors.RemoteError` for a body that is not such an answer.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    from .errors import RemoteError
+
+    try:
+        table = pa.ipc.open_stream(body).read_all()
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise RemoteError(f"The scoring service answered with an Arrow body that cannot be read: {error}") from error
+    shape = (table.schema.metadata or {}).get(_ANSWER_SHAPE)
+    arrays = []
+    for name, values in zip(table.column_names, table.columns):
+        if values.null_count or not (
+            pa.types.is_float64(values.type) or pa.types.is_int64(values.type) or pa.types.is_boolean(values.type)
+        ):
+            raise RemoteError(f"The Arrow answer's column {name!r} has type {values.type} or missing values")
+        arrays.append(values.to_numpy().copy())  # Arrow's buffers are read-only
+    if shape == b"array" and len(arrays) == 1:
+        return arrays[0]
+    if shape == b"matrix" and arrays:
+        names = [f"{column}_{position}" for position in range(len(arrays))]
+    elif shape == b"records" and arrays:
+        names = table.column_names
+    else:
+        raise RemoteError(f"The Arrow answer has no predictions of a known shape ({shape!r}, {len(arrays)} columns)")
+    return pd.DataFrame(dict(zip(names, arrays)), copy=False)

@@ -37,7 +37,8 @@ Messages pass through :func:`deployflow.redaction.redact`, so tokens never show 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from .redaction import redact
 
@@ -62,6 +63,7 @@ __all__ = [
     "error_for_status",
     "is_not_found",
     "is_already_exists",
+    "raise_as_read",
 ]
 
 
@@ -348,3 +350,12 @@ def is_not_found(exc: BaseException) -> bool:
 def is_already_exists(exc: BaseException) -> bool:
     """True for "it exists already", from deployflow (ConflictError) or an MLflow plugin (its error_code)."""
     return isinstance(exc, ConflictError) or getattr(exc, "error_code", None) in _EXISTS_CODES
+
+
+def raise_as_read(error: DeploymentError, read: Callable[[DeploymentError], DeploymentError]) -> NoReturn:
+    """Raise what ``read`` (a target's reading of its service's errors) makes of ``error``: a new error
+    chained to it, or ``error`` itself when the reading leaves it as it is."""
+    reading = read(error)
+    if reading is error:
+        raise error
+    raise reading from error

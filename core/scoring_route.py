@@ -29,7 +29,9 @@ class HttpRoute:
     :func:`deployflow.retry.should_retry`). ``refresh`` (optional) returns the route again after a
     connection failure, for services whose address can change (a local deployment restarted by an
     update). ``arrow``: the service also reads chunks as Arrow IPC streams (deployflow's own servers:
-    see :mod:`deployflow.arrow_chunks`); batch scoring then sends the chunks Arrow carries exactly that way.
+    see :mod:`deployflow.arrow_chunks`); batch scoring then sends the chunks Arrow carries exactly that way,
+    and, when the route has no ``decode`` of its own, asks for Arrow answers (its ``Accept`` header
+    replaces one in ``headers``) and reads each answer as its Content-Type says.
     ``encode`` and ``decode`` (optional) are the target's own protocol for a chunk: ``encode(frame,
     params) -> (body, content_type)`` and ``decode(body) -> PredictionsResponse``; without them chunks
     travel in MLflow's scoring protocol (:func:`deployflow.payloads.encode_request` /

@@ -275,3 +275,20 @@ def test_the_stream_is_what_pyarrows_stream_writer_writes(seed):
     with pa.ipc.new_stream(sink, batch.schema) as writer:
         writer.write_batch(batch)
     assert sink.getvalue().to_pybytes() == body
+
+
+def test_frames_that_share_or_change_a_column_index_are_encoded_by_their_own_names():
+    # encode_frame remembers the last column index it listed: a new index (renamed columns) is listed again.
+    first = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    shared = first.iloc[1:]  # a chunk of it, as batch scoring cuts them: the same names
+    assert_same_frame(through_arrow(first), through_json(first))
+    body = encode_frame(shared, ignore_index=True)
+    assert_same_frame(decode_request(body, CONTENT_TYPE_ARROW).data, through_json(shared.reset_index(drop=True)))
+    renamed = first.rename(columns={"a": "z"})
+    assert_same_frame(through_arrow(renamed), through_json(renamed))
+    assert list(through_arrow(renamed).columns) == ["z", "b"]
+    numbered = first.set_axis([0, 1], axis=1)
+    assert encode_frame(numbered) is None  # not string names: JSON's
+    repeated = first.set_axis(["a", "a"], axis=1)
+    assert encode_frame(repeated) is None
+    assert_same_frame(through_arrow(first), through_json(first))

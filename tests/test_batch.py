@@ -357,15 +357,21 @@ def test_fsspec_url_input(client):
         batch_predict(client, "memory://deployflow-test/missing.parquet", deployment_name="linear")
 
 
-def test_switch_interval_is_lowered_during_the_job_and_restored(client):
+def test_switch_interval_is_lowered_during_a_thread_pool_job_and_restored(client):
     before = sys.getswitchinterval()
     seen = []
-    batch_predict(client, frame(400), deployment_name="linear", chunk_size=100, concurrency=2,
+    pooled = PredictOnlyServingClient(f"serving+{client.get_deployment('linear')['url']}")  # the thread pool
+    batch_predict(pooled, frame(400), chunk_size=100, concurrency=2,
                   progress_callback=lambda p: seen.append(sys.getswitchinterval()))
     assert seen and all(value == pytest.approx(0.0002) for value in seen)
     assert sys.getswitchinterval() == before
     seen.clear()
-    batch_predict(client, frame(400), deployment_name="linear", chunk_size=100, concurrency=2, switch_interval=None,
+    batch_predict(pooled, frame(400), chunk_size=100, concurrency=2, switch_interval=None,
+                  progress_callback=lambda p: seen.append(sys.getswitchinterval()))
+    assert seen and all(value == before for value in seen)
+    seen.clear()
+    # A routed job runs in one thread: the interpreter is left alone.
+    batch_predict(client, frame(400), deployment_name="linear", chunk_size=100, concurrency=2,
                   progress_callback=lambda p: seen.append(sys.getswitchinterval()))
     assert seen and all(value == before for value in seen)
 
@@ -615,3 +621,69 @@ def test_the_event_loop_path_holds_at_most_concurrency_requests_at_once(concurre
         assert server.most <= concurrency
     # The chunks still waiting for their turn when the job stopped were dropped without a trace.
     assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
+
+def test_a_routed_job_runs_in_the_calling_thread(client):
+    # The pipeline's event loop is the caller's thread's: callbacks see that thread, no other one runs.
+    callers, helpers = set(), set()
+
+    def seen(progress):
+        callers.add(threading.current_thread())
+        helpers.update(t.name for t in threading.enumerate() if t.name.startswith("deployflow-batch"))
+
+    out = batch_predict(client, frame(900), deployment_name="linear", chunk_size=100, concurrency=3,
+                        progress_callback=seen)
+    np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(frame(900)))
+    assert callers == {threading.current_thread()} and helpers == set()
+
+
+def test_a_caller_that_runs_an_event_loop_gets_the_job_run_beside_it(client):
+    # A notebook's thread runs a loop, which cannot run the job's: the job gets a thread of its own.
+    import asyncio
+
+    async def inside_a_loop():
+        seen = []
+        out = batch_predict(client, frame(700), deployment_name="linear", chunk_size=100, concurrency=2,
+                            progress_callback=lambda p: seen.append(threading.current_thread()))
+        return out, seen
+
+    out, seen = asyncio.run(inside_a_loop())
+    np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(frame(700)))
+    assert len(seen) == 7 and threading.current_thread() not in seen
+    with pytest.raises(BadRowsError, match="rows 0-99"):
+        asyncio.run(_score_picky_inside_a_loop(client))
+
+
+async def _score_picky_inside_a_loop(client):
+    df = frame(300)
+    df["a"] = -1.0  # every row rejected: the job's error reaches the caller from the job's thread
+    return batch_predict(client, df, deployment_name="picky", chunk_size=100, concurrency=2)
+
+
+def test_no_full_collection_starts_during_a_job_and_the_thresholds_come_back(client):
+    import gc
+
+    before = gc.get_threshold()
+    seen = []
+    batch_predict(client, frame(400), deployment_name="linear", chunk_size=100, concurrency=2,
+                  progress_callback=lambda p: seen.append(gc.get_threshold()))
+    assert seen and all(value[:2] == before[:2] and value[2] >= 1 << 30 for value in seen)
+    assert gc.get_threshold() == before
+    with pytest.raises(BadRowsError):  # a failed job restores them too
+        batch_predict(client, frame(300).assign(a=-1.0), deployment_name="picky", chunk_size=100)
+    assert gc.get_threshold() == before
+
+
+def test_a_job_stopped_by_failures_in_flight_leaves_no_lost_errors_behind(client, caplog):
+    # Several chunks fail while the job waits for the first: the job stops with the first one, and
+    # the others' errors are dropped quietly (asyncio logs errors nobody read when they are collected).
+    import gc
+    import logging
+
+    df = frame(1200).assign(a=-1.0)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        for _ in range(3):
+            with pytest.raises(BadRowsError, match="rows 0-99"):
+                batch_predict(client, df, deployment_name="picky", chunk_size=100, concurrency=4)
+        gc.collect()
+    assert [r for r in caplog.records if r.name == "asyncio"] == []

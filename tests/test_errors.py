@@ -112,3 +112,17 @@ def test_credential_shapes_are_masked_without_registration(text, secret):
 def test_short_values_are_not_registered():
     register_secret("abc")  # would mask ordinary words
     assert redact("abcdef") == "abcdef"
+
+
+def test_raise_as_read_raises_the_reading_chained_or_the_error_itself():
+    original = errors.InvalidInputError("Model m is not ready yet.", status_code=400)
+
+    def as_transient(error):
+        return errors.TransientError(error.message, status_code=error.status_code, retryable=True)
+
+    with pytest.raises(errors.TransientError) as raised:
+        errors.raise_as_read(original, as_transient)
+    assert raised.value.__cause__ is original and raised.value.retryable
+    with pytest.raises(errors.InvalidInputError) as kept:
+        errors.raise_as_read(original, lambda error: error)
+    assert kept.value is original

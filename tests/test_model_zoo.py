@@ -137,7 +137,8 @@ def test_batch_scoring_in_arrow_gets_the_answers_json_gets(zoo, name, kind):
     assert (encode_frame(inputs.iloc[:16].reset_index(drop=True)) is not None) == ("when" not in entry.columns)
     scored = batch_predict(client, inputs, deployment_name=deployment(name, kind), chunk_size=16)
     answered = client.predict(deployment(name, kind), inputs)["predictions"]
-    # both answers are JSON read back the same way: equal to the last bit
+    # batch scoring reads an Arrow answer (JSON for float32 outputs), predict a JSON one: equal to the
+    # last bit (tests/test_model_zoo_arrow_answers.py compares the two answers model by model)
     np.testing.assert_array_equal(scored.iloc[:, len(inputs.columns):].to_numpy().squeeze(), np.asarray(answered))
     assert_same_answer(answered, entry.model.predict(rebuilt(inputs)), entry)
 

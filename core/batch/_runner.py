@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ..base import BaseDeploymentClient
 
-__all__ = ["BatchSummary", "ChunkResult", "ChunkScorer", "Progress", "join_results", "drive_in_order", "parse_predictions", "run_chunks"]
+__all__ = ["BatchSummary", "ChunkResult", "ChunkScorer", "Progress", "counted", "join_results", "drive_in_order", "parse_predictions", "run_chunks"]
 
 logger = get_logger(__name__)
 
@@ -268,6 +268,12 @@ def parse_predictions(response: Any, rows: int, column: str, start: int = 0) -> 
         parsed = _scalar_array(predictions)
         if parsed is None:
             parsed = pd.DataFrame({column: predictions})
+    return counted(parsed, rows, start)
+
+
+def counted(parsed: Any, rows: int, start: int = 0) -> Any:
+    """``parsed`` (an array or a DataFrame of predictions), checked to hold one prediction for each of
+    the ``rows`` input rows from ``start``: :class:`~deployflow.errors.InvalidInputError` otherwise."""
     if len(parsed) != rows:
         raise InvalidInputError(
             f"The service returned {len(parsed)} predictions for the {rows} input rows {start}-{start + rows - 1}; "

@@ -7,8 +7,12 @@ HTTP interface (as ``mlflow models serve``, see :mod:`deployflow.payloads` for t
                                   so readiness probes work without it.
 ``GET /version``                  the deployflow version, as plain text. Needs the token if set.
 ``GET /metrics``                  Prometheus text (:mod:`.metrics`). Needs the token if set.
-``POST /invocations``             JSON (four input forms and ``params``) or CSV; answers
-                                  ``{"predictions": ...}``. Needs the token if set.
+``POST /invocations``             JSON (four input forms and ``params``), CSV, or an Arrow
+                                  stream (:mod:`deployflow.arrow_chunks`); answers
+                                  ``{"predictions": ...}``, or an Arrow stream when ``Accept``
+                                  lists ``application/vnd.apache.arrow.stream`` and Arrow carries
+                                  the model's output (see ``encode_predictions`` there). Needs
+                                  the token if set.
 ``/v2/...``                       the Open Inference Protocol (:mod:`.openinference`): health
                                   without the token, metadata and ``infer`` with it; ``infer``
                                   has the size limit, queue and time limit of ``/invocations``.
@@ -54,6 +58,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ... import __version__
+from ...arrow_chunks import accepts_arrow, encode_predictions
 from ...errors import InvalidInputError
 from ...payloads import (
     UnsupportedMediaTypeError,
@@ -203,7 +208,7 @@ class ScoringApp:
             methods, protected, handler = entry
             method = scope["method"]
             if method not in methods:
-                return self._wrong_method(method, path, "POST" if "POST" in methods else "GET")
+                return responses.wrong_method(method, path, "POST" if "POST" in methods else "GET")
             if protected and not self.authorized(scope):
                 return self._unauthorized
             return await handler(scope, receive)
@@ -221,12 +226,6 @@ class ScoringApp:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    @staticmethod
-    def _wrong_method(method: str, path: str, allowed: str) -> Response:
-        status, headers, body = responses.json_error(405, "BAD_REQUEST", f"{path} does not accept {method}; use {allowed}")
-        headers.append((b"allow", allowed.encode("ascii")))
-        return status, headers, body
 
     def authorized(self, scope: dict[str, Any]) -> bool:
         """Whether the request may use a protected path (always, when the server has no token)."""
@@ -282,8 +281,10 @@ class ScoringApp:
             check_content_type(content_type_text)
         except UnsupportedMediaTypeError as exc:
             return responses.text(415, exc.message)
+        arrow_answer = accepts_arrow(responses.header(scope["headers"], b"accept"))
         return await self.admitted(
-            declared, receive, lambda body: self._run(self._timed_out, self._score, body, content_type_text))
+            declared, receive,
+            lambda body: self._run(self._timed_out, self._score, body, content_type_text, arrow_answer))
 
     async def admitted(self, declared: int, receive: Receive, work: Callable[[bytes], Awaitable[Response]]) -> Response:
         """Admit a request that declared ``declared`` body bytes into the queue (or refuse it: 503), read
@@ -365,8 +366,9 @@ class ScoringApp:
         finally:
             timer.cancel()
 
-    def _score(self, body: bytes, content_type: str | None) -> Response:
-        """Decode, predict, encode: the whole job of one request, run in a model thread."""
+    def _score(self, body: bytes, content_type: str | None, arrow_answer: bool = False) -> Response:
+        """Decode, predict, encode: the whole job of one request, run in a model thread. With
+        ``arrow_answer`` the predictions go as an Arrow stream when Arrow carries them."""
         try:
             data, params, _ = decode_request(body, content_type)
         except UnsupportedMediaTypeError as exc:
@@ -387,6 +389,10 @@ class ScoringApp:
             return _model_error(exc, data)
         if self.metrics is not None:
             self.metrics.predictions.inc(_row_count(predictions))
+        if arrow_answer:
+            arrow_body = encode_predictions(predictions)
+            if arrow_body is not None:
+                return responses.ok_arrow(arrow_body)
         try:
             return responses.ok_json(encode_response(predictions))
         except Exception as exc:

@@ -17,9 +17,12 @@ from ...jsoncodec import dumps
 __all__ = [
     "Response",
     "JSON_TYPE",
+    "ARROW_TYPE",
+    "ok_arrow",
     "TEXT_TYPE",
     "CLOSE",
     "json_error",
+    "wrong_method",
     "ok_json",
     "text",
     "too_large",
@@ -37,6 +40,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 JSON_TYPE = (b"content-type", b"application/json")
+ARROW_TYPE = (b"content-type", b"application/vnd.apache.arrow.stream")
 TEXT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
 CLOSE = (b"connection", b"close")
 #: What a 503 for a full queue tells the caller to wait before trying again (seconds).
@@ -48,8 +52,20 @@ def json_error(status: int, error_code: str, message: str, *extra: tuple[bytes, 
     return status, [JSON_TYPE, (b"content-length", str(len(body)).encode()), *extra], body
 
 
+def wrong_method(method: str, path: str, allowed: str) -> Response:
+    """405 for ``method`` on ``path``, which takes ``allowed`` (named in ``Allow`` too): one answer for
+    a deployment server and a router."""
+    return json_error(405, "BAD_REQUEST", f"{path} does not accept {method}; use {allowed}",
+                      (b"allow", allowed.encode("ascii")))
+
+
 def ok_json(body: bytes, status: int = 200) -> Response:
     return status, [JSON_TYPE, (b"content-length", str(len(body)).encode())], body
+
+
+def ok_arrow(body: bytes) -> Response:
+    """200 with an Arrow IPC stream body (:func:`deployflow.arrow_chunks.encode_predictions`)."""
+    return 200, [ARROW_TYPE, (b"content-length", str(len(body)).encode())], body
 
 
 def text(status: int, content: str) -> Response:

@@ -25,6 +25,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..._eventloop import new_event_loop
 from ...errors import ConflictError, InvalidInputError
 from ...retry import as_bool, as_int, as_number
 from .limits import Limits, guarded_protocol
@@ -245,14 +246,6 @@ def uvicorn_config(app: Any, limits: ServingLimits, *, log_level: int, graceful_
         timeout_graceful_shutdown=graceful_seconds,
         **extra,
     )
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is part of the local extra where it exists
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -18,6 +18,7 @@ from ...errors import (
     RequestTimeoutError,
     TargetError,
     TransientError,
+    raise_as_read,
 )
 from ...jsoncodec import dumps, loads
 from ...predictions import PredictionsResponse
@@ -140,10 +141,7 @@ class V2DeploymentClient(HostedModelsClient):
         try:
             return self._transport.request(method, path, **kwargs)
         except DeploymentError as error:
-            read = reclassify(error)
-            if read is error:
-                raise
-            raise read from error
+            raise_as_read(error, reclassify)
 
     @staticmethod
     def _json(response: Any) -> Any:
