@@ -310,7 +310,7 @@ def test_wrong_method_is_405(session, server, method, path, allowed):
     response = session.request(method, server.url + path, timeout=5)
     assert response.status_code == 405
     assert response.headers["allow"] == allowed
-    assert response.json()["error_code"] == "BAD_REQUEST"
+    assert response.json() == {"error_code": "BAD_REQUEST", "message": f"{path} does not accept {method}; use {allowed}"}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -214,6 +214,23 @@ def test_a_chunked_body_is_counted_as_it_comes(router, scripted):
         client.close()
 
 
+@pytest.mark.parametrize("method, path, allowed", [(b"GET", b"/invocations", "POST"), (b"HEAD", b"/invocations", "POST"),
+                                                   (b"POST", b"/ping", "GET"), (b"PUT", b"/health", "GET"),
+                                                   (b"DELETE", b"/version", "GET")])
+def test_a_wrong_method_gets_the_405_a_deployment_server_gives(router, scripted, method, path, allowed):
+    client = Raw(router.port)
+    try:
+        client.send(method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        status, headers, body = client.answer(head_only=method == b"HEAD")
+    finally:
+        client.close()
+    assert status == 405 and headers["allow"] == allowed
+    if method != b"HEAD":  # the text test_local_protocol.py's test_wrong_method_is_405 holds the server to
+        assert json.loads(body) == {"error_code": "BAD_REQUEST",
+                                    "message": f"{path.decode()} does not accept {method.decode()}; use {allowed}"}
+    assert not scripted.requests
+
+
 def test_head_and_the_plain_paths(router, scripted):
     client = Raw(router.port)
     try:

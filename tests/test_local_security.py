@@ -68,6 +68,17 @@ def test_control_paths_need_the_secret(endpoint, method, path):
         assert allowed.json()["routes"][0]["deployment"] == "guarded"
 
 
+@pytest.mark.parametrize("method, path, allowed", [("GET", "/-/reload", "POST"), ("DELETE", "/-/routes", "GET"),
+                                                   ("POST", "/metrics", "GET")])
+def test_a_control_path_asked_with_another_method_is_a_405_once_authenticated(endpoint, method, path, allowed):
+    url, process = endpoint
+    assert requests.request(method, url + path, timeout=10).status_code == 401  # nothing said before the secret
+    secret = (Path(process["dir"]) / SECRET_FILE).read_text().strip()
+    answer = requests.request(method, url + path, headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+    assert answer.status_code == 405 and answer.headers["allow"] == allowed
+    assert answer.json() == {"error_code": "BAD_REQUEST", "message": f"{path} does not accept {method}; use {allowed}"}
+
+
 def test_health_and_ping_reveal_nothing(endpoint):
     url, _ = endpoint
     for path in ("/ping", "/health"):

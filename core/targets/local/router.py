@@ -32,9 +32,10 @@ How it stays correct while things change:
   router's state (``/-/reload``, ``/-/routes``, ``/metrics``) need its control secret
   (:mod:`.control`); without one in its environment the router refuses them all.
 
-Other paths: ``GET /ping`` and ``GET /health`` (200 while the router runs), ``GET /version``; any other
-path is a 404, and ``/invocations`` or a control path asked with another method a 405, both in
-:mod:`.responses`' JSON error shape.
+Other paths: ``GET /ping`` and ``GET /health`` (200 while the router runs), ``GET /version`` (``HEAD``
+as well); any other path is a 404. A known path asked with a method it does not take is a 405 naming
+the one it takes (in ``Allow`` too), the answer a deployment server gives (:func:`.responses.wrong_method`).
+Both are in :mod:`.responses`' JSON error shape.
 
 Forwarding goes through :mod:`.relay` (pooled keep-alive connections to the deployments); a request and
 its answer pass through plain callbacks (:mod:`.front`, :class:`_Forward`), no task per request. Measured
@@ -99,6 +100,7 @@ _INVOCATIONS = b"/invocations"
 _RETRY_WINDOW_SECONDS = 5.0
 _LOG_LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 10, "trace": 5}
 _CONTROL_PATHS = frozenset({"/-/reload", "/-/routes", "/metrics"})
+_PLAIN_PATHS = frozenset({"/ping", "/health", "/version"})
 _PONG: Response = (200, [responses.TEXT_TYPE, (b"content-length", b"1")], b"\n")
 
 
@@ -228,12 +230,12 @@ class RouterApp:
         path, method = exchange.path, exchange.method
         if path == "/invocations":
             if method != b"POST":
-                return responses.json_error(405, "BAD_REQUEST", "use POST for /invocations")
+                return responses.wrong_method(method.decode("latin-1"), path, "POST")
             return self._admit(exchange)
-        if path in ("/ping", "/health"):
-            return _PONG
-        if path == "/version":
-            return self._version
+        if path in _PLAIN_PATHS:
+            if method != b"GET" and method != b"HEAD":
+                return responses.wrong_method(method.decode("latin-1"), path, "GET")
+            return self._version if path == "/version" else _PONG
         if path in _CONTROL_PATHS:
             return self._control(method, path, exchange.headers)
         return responses.json_error(404, "ENDPOINT_NOT_FOUND", f"no such path: {path}")
@@ -275,11 +277,11 @@ class RouterApp:
             return self._unauthorized
         if path == "/-/reload":
             if method != b"POST":
-                return responses.json_error(405, "BAD_REQUEST", "use POST for /-/reload")
+                return responses.wrong_method(method.decode("latin-1"), path, "POST")
             self.reload(force=True)
             return responses.ok_json(dumps({"revision": self.revision, "routes": self.routes}))
-        if method != b"GET":
-            return responses.json_error(405, "BAD_REQUEST", f"use GET for {path}")
+        if method != b"GET" and method != b"HEAD":
+            return responses.wrong_method(method.decode("latin-1"), path, "GET")
         if path == "/metrics":
             if self.metrics is None:
                 return responses.json_error(404, "ENDPOINT_NOT_FOUND", "metrics need prometheus_client installed")
