@@ -18,7 +18,6 @@ from ...errors import (
     InvalidInputError,
     MissingExtraError,
     NotFoundError,
-    NotSupportedError,
 )
 from ...payloads import decode_response, encode_request
 from ...predictions import PredictionsResponse
