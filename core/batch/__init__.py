@@ -142,7 +142,8 @@ def batch_predict(
         the GIL while another thread encodes or decodes, and the server waits with it: that left the
         server idle a third of the time in measurements. It is process-wide for the job's duration
         (other threads switch more often too); ``None`` leaves the interpreter alone. A job through an
-        HTTP route (the ``local`` and ``serving`` targets) runs in one thread and leaves it alone.
+        HTTP route (the ``local``, ``v2`` and ``serving`` targets) runs in the calling thread and leaves it
+        alone.
     :returns: a DataFrame (``output=None``), a :class:`BatchSummary` (``output`` given), or for a Dask
         input a Dask DataFrame / a summary.
     :raises InvalidInputError: before any request is sent and before anything is written, for an
