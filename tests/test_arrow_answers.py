@@ -12,9 +12,6 @@ are compared in ``tests/test_model_zoo_arrow_answers.py``.
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
@@ -32,6 +29,7 @@ from deployflow.batch._runner import parse_predictions
 from deployflow.errors import RemoteError
 from deployflow.payloads import decode_response, encode_response
 from support.answer_shapes import ROWS, outputs
+from support.json_only_server import JsonOnlyServer
 from support.local_models import local_client, local_home
 
 pa = pytest.importorskip("pyarrow")
@@ -204,49 +202,10 @@ def test_batch_scoring_gets_the_same_rows_from_arrow_and_json_answers(served, na
 # -- who is asked for Arrow ------------------------------------------------------------------------
 
 
-class _JsonOnlyServer(ThreadingHTTPServer):
-    """A scoring server on 127.0.0.1 as MLflow's: JSON bodies and answers, 415 to others, Accept ignored."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _JsonOnlyHandler)
-        self.accepts: list[str | None] = []
-        self.lock = threading.Lock()
-
-
-class _JsonOnlyHandler(BaseHTTPRequestHandler):
-    server: _JsonOnlyServer
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with self.server.lock:
-            self.server.accepts.append(self.headers.get("Accept"))
-        if self.headers.get("Content-Type") != "application/json":
-            answer, status, kind = b"Content type must be application/json or text/csv", 415, "text/plain"
-        else:
-            rows = json.loads(body)["dataframe_split"]["data"]
-            answer, status, kind = json.dumps({"predictions": [row[0] * 2 for row in rows]}).encode(), 200, "application/json"
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-
 @pytest.fixture
 def json_only_server():
-    server = _JsonOnlyServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with JsonOnlyServer() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize(
@@ -263,6 +222,6 @@ def test_only_a_route_that_reads_arrow_without_its_own_decoding_is_asked_for_arr
     client.batch_http_route = lambda **target: dataclasses.replace(plain, **route_change)
     frame = pd.DataFrame({"a": np.arange(60.0)})
     scored = batch_predict(client, frame, chunk_size=10, concurrency=2)
-    assert scored["prediction"].tolist() == (frame["a"] * 2).tolist()  # a JSON answer to the Accept header: read
-    accepts = set(json_only_server.accepts)
+    assert scored["prediction"].tolist() == frame["a"].tolist()  # a JSON answer to the Accept header: read
+    accepts = {accept for _, accept in json_only_server.requests}
     assert accepts == ({ACCEPT} if asked else {plain.headers.get("Accept")}), accepts  # else: the route's own

@@ -9,9 +9,6 @@ the second is checked dtype by dtype. Served models are compared in ``tests/test
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
@@ -20,7 +17,13 @@ import pytest
 from deployflow import batch_predict, get_deploy_client
 from deployflow.arrow_chunks import CONTENT_TYPE_ARROW, decode_frame, encode_frame
 from deployflow.errors import InvalidInputError
-from deployflow.payloads import UnsupportedMediaTypeError, check_content_type, decode_request, encode_request
+from deployflow.payloads import (
+    UnsupportedMediaTypeError,
+    check_content_type,
+    decode_request,
+    encode_request,
+)
+from support.json_only_server import JsonOnlyServer
 from support.local_models import local_client, local_home
 
 pa = pytest.importorskip("pyarrow")
@@ -158,52 +161,10 @@ def test_a_model_may_write_to_the_frame_it_receives():
 # Batch scoring chooses the body
 
 
-class _ScoringServer(ThreadingHTTPServer):
-    """An MLflow-protocol server on 127.0.0.1 that answers 415 to Arrow bodies, as MLflow's does."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.content_types: list[str] = []
-        self.lock = threading.Lock()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _ScoringServer
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        content_type = self.headers.get("Content-Type", "")
-        with self.server.lock:
-            self.server.content_types.append(content_type)
-        if content_type != "application/json":
-            answer, status, kind = b"Content type must be application/json or text/csv", 415, "text/plain"
-        else:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            rows = body["dataframe_split"]["data"]
-            answer, status, kind = json.dumps({"predictions": [sum(row) for row in rows]}).encode(), 200, "application/json"
-        if status == 415:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-
 @pytest.fixture
 def server_without_arrow():
-    server = _ScoringServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with JsonOnlyServer() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_route_to_a_server_that_answers_415_to_arrow_goes_on_in_json(server_without_arrow):
@@ -214,7 +175,7 @@ def test_a_route_to_a_server_that_answers_415_to_arrow_goes_on_in_json(server_wi
     frame = pd.DataFrame({"a": np.arange(100.0), "b": np.ones(100)})
     scored = batch_predict(client, frame, chunk_size=10, concurrency=1)
     assert scored["prediction"].tolist() == (frame["a"] + 1).tolist()
-    seen = server_without_arrow.content_types
+    seen = [content_type for content_type, _ in server_without_arrow.requests]
     # The chunks already under way when the first 415 came back (at most 2 * concurrency) went as
     # Arrow; every chunk was then answered once, as JSON, and nothing after them was sent as Arrow.
     assert seen[0] == CONTENT_TYPE_ARROW and 1 <= seen.count(CONTENT_TYPE_ARROW) <= 2
