@@ -6,7 +6,7 @@ same output (values, NaN and infinities, dtypes, column names, index), and that 
 left to JSON. Checked here on model outputs of each shape and dtype, in-process and from a real server
 (which answers JSON to a request that does not ask for Arrow, and when Arrow cannot carry the output),
 and end to end through ``batch_predict``, through an endpoint's router too. The models of the model zoo
-are compared in ``tests/test_model_zoo_arrow_answers.py``.
+are compared in ``tests/test_model_zoo.py`` (its Arrow answer tests).
 """
 
 from __future__ import annotations

@@ -14,11 +14,18 @@ The category dtype does not survive JSON: a model that needs it gets a 400 that 
 
 scikit-learn models fitted on arrays, or on frames of numbers, are scored with the array sklearn would
 build itself (:mod:`deployflow.targets.local.array_shortcut`); the answers above prove that shortcut on
-both kinds of model file, and the last tests check which models take it.
+both kinds of model file, and the tests after them check which models take it.
+
+Batch scoring asks a local server for Arrow answers (:mod:`deployflow.arrow_chunks`): the last tests
+score each model's rows once asking for them and once not, and the two outputs must be equal to the
+last bit; the servers answer in Arrow where it carries the output exactly, in JSON otherwise
+(xgboost's float32).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import requests
+from deployflow import batch_predict
+from deployflow.arrow_chunks import CONTENT_TYPE_ARROW, encode_frame
 from deployflow.errors import InvalidInputError
 from deployflow.payloads import decode_request, encode_request
 from deployflow.targets.local import mlflow_model
@@ -127,8 +137,6 @@ def numpy_typed(inputs: pd.DataFrame) -> pd.DataFrame:
 def test_batch_scoring_in_arrow_gets_the_answers_json_gets(zoo, name, kind):
     # batch_predict sends a local server Arrow bodies where the chunk allows it
     # (deployflow.arrow_chunks); the model must answer as it does to the same rows sent as JSON.
-    from deployflow import batch_predict
-    from deployflow.arrow_chunks import encode_frame
 
     client, frame, models, _ = zoo
     entry = models[name]
@@ -138,7 +146,7 @@ def test_batch_scoring_in_arrow_gets_the_answers_json_gets(zoo, name, kind):
     scored = batch_predict(client, inputs, deployment_name=deployment(name, kind), chunk_size=16)
     answered = client.predict(deployment(name, kind), inputs)["predictions"]
     # batch scoring reads an Arrow answer (JSON for float32 outputs), predict a JSON one: equal to the
-    # last bit (tests/test_model_zoo_arrow_answers.py compares the two answers model by model)
+    # last bit (the Arrow answer tests below compare the two answers model by model)
     np.testing.assert_array_equal(scored.iloc[:, len(inputs.columns):].to_numpy().squeeze(), np.asarray(answered))
     assert_same_answer(answered, entry.model.predict(rebuilt(inputs)), entry)
 
@@ -224,3 +232,47 @@ def test_a_model_that_needs_the_category_dtype_is_told_why(zoo, kind):
     # what the server promises still holds: the model fails in-process on the rebuilt frame too
     with pytest.raises(ValueError):
         entry.model.predict(rebuilt(frame[entry.columns]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Arrow answers
+
+
+def json_answers(client: Any) -> Any:
+    """``client`` as batch scoring sees a server that does not read Arrow: JSON bodies, no Accept."""
+    twin = copy.copy(client)
+    route_of = client.batch_http_route
+    twin.batch_http_route = lambda **target: dataclasses.replace(route_of(**target), arrow=False)
+    return twin
+
+
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_batch_scoring_reads_the_same_rows_from_arrow_and_json_answers(zoo, name, kind):
+    client, frame, models, _ = zoo
+    inputs = numpy_typed(frame[models[name].columns])
+    target = deployment(name, kind)
+    with_arrow = batch_predict(client, inputs, deployment_name=target, chunk_size=16, concurrency=2)
+    with_json = batch_predict(json_answers(client), inputs, deployment_name=target, chunk_size=16, concurrency=2)
+    pd.testing.assert_frame_equal(with_arrow, with_json, check_dtype=True, check_column_type=True, check_exact=True)
+
+
+def answer_type(client: Any, name: str, inputs: pd.DataFrame) -> str:
+    body = encode_frame(inputs.reset_index(drop=True))
+    headers = {"Content-Type": CONTENT_TYPE_ARROW, "Accept": f"{CONTENT_TYPE_ARROW}, application/json"}
+    answer = requests.post(f"{client.get_deployment(name)['url']}/invocations", data=body, headers=headers, timeout=30)
+    answer.raise_for_status()
+    return answer.headers["Content-Type"]
+
+
+def test_the_zoo_answers_in_arrow_but_for_float32_outputs(zoo):
+    client, frame, models, _ = zoo
+    arrow = set()
+    for name in AVAILABLE:
+        inputs = numpy_typed(frame[models[name].columns])
+        if encode_frame(inputs.reset_index(drop=True)) is None:
+            continue  # a datetime column goes as JSON; its answer is checked above
+        if answer_type(client, name, inputs) == CONTENT_TYPE_ARROW:
+            arrow.add(name)
+        out = np.asarray(models[name].model.predict(inputs))
+        assert (name in arrow) == (out.dtype != np.float32), (name, out.dtype)
+    assert len(arrow) >= 3, arrow
