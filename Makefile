@@ -13,6 +13,9 @@ DEMO_STAMP := $(VENV)/.deployflow-demo
 TEST_STAMP := $(VENV)/.deployflow-test
 PYTEST := $(PY) -m pytest
 PYTEST_ARGS ?= --durations=15
+# The core suite runs in this many pytest-xdist workers, each test file whole in one worker (its module
+# fixtures, such as the model zoo, are built once). Its tests mostly wait on server processes.
+CORE_WORKERS ?= 2
 
 .PHONY: install install-demo install-test demo test test-core test-prefect test-airflow bench clean
 
@@ -48,13 +51,14 @@ demo: install-demo
 # tritonclient) build in the background while the core suite starts; a test that needs one waits for
 # that build (a file lock) instead of starting its own, so a fresh clone does not pay for them in a test.
 # Airflow and Prefect each configure process-wide state (logging, a metadata database, a test server),
-# so each integration runs in its own pytest process. Those two run side by side (both mostly wait on
-# servers and subprocesses, whose ports the OS picks); Prefect's report is printed after Airflow's.
+# so each integration runs in its own pytest process, without xdist. Those two run side by side (both
+# mostly wait on servers and subprocesses, whose ports the OS picks); Prefect's report is printed after
+# Airflow's.
 test: install-test
 	@mkdir -p .venv-peers
 	@$(PY) tests/support/peers.py >.venv-peers/prebuild.log 2>&1 & peers=$$!; \
 	trap 'kill $$peers 2>/dev/null' INT TERM; \
-	$(PYTEST) tests --ignore=tests/airflow --ignore=tests/prefect $(PYTEST_ARGS); status=$$?; \
+	$(PYTEST) tests --ignore=tests/airflow --ignore=tests/prefect -n $(CORE_WORKERS) --dist loadfile $(PYTEST_ARGS); status=$$?; \
 	wait $$peers; exit $$status
 	@$(PYTEST) tests/prefect $(PYTEST_ARGS) > $(VENV)/prefect-tests.log 2>&1 & prefect=$$!; \
 	$(PYTEST) tests/airflow $(PYTEST_ARGS); airflow=$$?; \
