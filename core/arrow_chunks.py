@@ -87,7 +87,6 @@ def encode_frame(frame: pd.DataFrame, *, ignore_index: bool = False) -> bytes | 
     if names is None:
         return None
     import numpy as np
-    import pyarrow as pa
 
     from .jsoncodec import _frame_dtypes  # the dtypes without building a Series of them
 
@@ -107,10 +106,19 @@ def encode_frame(frame: pd.DataFrame, *, ignore_index: bool = False) -> bytes | 
             arrays.append(array)
     if arrays is None:
         return None
-    schema, schema_message = _schema(names, tuple(array.type for array in arrays))
+    return _stream(names, arrays)
+
+
+def _stream(names: tuple[str, ...], arrays: list[Any], shape: bytes | None = None) -> bytes:
+    """An IPC stream of one batch of ``arrays`` named ``names`` (an answer's ``shape`` in its schema).
+
+    What an IPC stream writer writes: the schema's message, the batch's, the end-of-stream marker;
+    without building a writer per chunk, and with the schema's bytes made once for all the chunks.
+    """
+    import pyarrow as pa
+
+    schema, schema_message = _schema(names, tuple(array.type for array in arrays), shape)
     batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
-    # What an IPC stream writer writes: the schema's message, the batch's, the end-of-stream marker;
-    # without building a writer per chunk, and with the schema's bytes made once for all the chunks.
     return b"".join((schema_message, batch.serialize().to_pybytes(), _END_OF_STREAM))
 
 
@@ -187,12 +195,17 @@ def _arrow_array(values: Any) -> Any:
     return None
 
 
-@lru_cache(maxsize=64)
-def _schema(names: tuple[str, ...], types: tuple[Any, ...]) -> tuple[Any, bytes]:
-    """The Arrow schema of these columns, and its IPC message."""
+@lru_cache(maxsize=128)
+def _schema(names: tuple[str, ...], types: tuple[Any, ...], shape: bytes | None = None) -> tuple[Any, bytes]:
+    """The Arrow schema of these columns, and its IPC message. An answer's (``shape`` given, see
+    :data:`_ANSWER_SHAPE`) says its shape in the metadata and has no nullable columns."""
     import pyarrow as pa
 
-    schema = pa.schema([pa.field(name, kind) for name, kind in zip(names, types)])
+    if shape is None:
+        schema = pa.schema([pa.field(name, kind) for name, kind in zip(names, types)])
+    else:
+        schema = pa.schema([pa.field(name, kind, nullable=False) for name, kind in zip(names, types)],
+                           metadata={_ANSWER_SHAPE: shape})
     return schema, schema.serialize().to_pybytes()
 
 
@@ -319,8 +332,8 @@ def encode_predictions(predictions: Any) -> bytes | None:
             return None
         rows = predictions.shape[0]
     elif type(predictions) is pd.DataFrame:
-        names = tuple(predictions.columns.tolist())
-        if not names or not all(type(name) is str for name in names) or len(set(names)) != len(names):
+        names = _column_names(predictions.columns)
+        if not names:
             return None
         from .jsoncodec import _column_arrays
 
@@ -335,41 +348,21 @@ def encode_predictions(predictions: Any) -> bytes | None:
         if array is None:
             return None
         arrays.append(array)
-    import pyarrow as pa
-
-    schema, schema_message = _answer_schema(shape, names, tuple(array.type for array in arrays))
-    batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
-    return b"".join((schema_message, batch.serialize().to_pybytes(), _END_OF_STREAM))
+    return _stream(names, arrays, shape)
 
 
 def _answer_array(values: Any) -> Any:
-    """One column of an answer as an Arrow array (int64 for every integer type), or ``None``."""
+    """One column of an answer as an Arrow array (int64 for every integer type), or ``None``: a
+    request's column (:func:`_arrow_array`) but that infinities stay and text is JSON's."""
     import numpy as np
     import pyarrow as pa
 
     dtype = getattr(values, "dtype", None)
-    if not isinstance(dtype, np.dtype):
-        return None  # an extension array (nullable Int64, string, category...): JSON's
-    kind = dtype.kind
-    if kind == "f":
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "fiub":
+        return None  # an extension array (nullable Int64, string, category...), text, objects: JSON's
+    if dtype.kind == "f":
         return pa.array(values, type=pa.float64()) if dtype.itemsize == 8 else None
-    if kind in _INTEGER_KINDS:
-        if kind == "u" and dtype.itemsize == 8 and values.size and values.max() > np.iinfo(np.int64).max:
-            return None
-        return pa.array(values.astype(np.int64, copy=False), type=pa.int64())
-    if kind == "b":
-        return pa.array(values, type=pa.bool_())
-    return None
-
-
-@lru_cache(maxsize=64)
-def _answer_schema(shape: bytes, names: tuple[str, ...], types: tuple[Any, ...]) -> tuple[Any, bytes]:
-    """The schema of an answer of ``shape`` with these columns, and its IPC message."""
-    import pyarrow as pa
-
-    fields = [pa.field(name, kind, nullable=False) for name, kind in zip(names, types)]
-    schema = pa.schema(fields, metadata={_ANSWER_SHAPE: shape})
-    return schema, schema.serialize().to_pybytes()
+    return _arrow_array(values)
 
 
 def decode_predictions(body: bytes, column: str) -> Any:
