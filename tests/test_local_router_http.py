@@ -73,6 +73,14 @@ def post(body: bytes = b'{"inputs": [[1.0]]}', *, extra: bytes = b"", path: byte
             + b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
 
+def served_again(router: Router, seconds: float = 10.0) -> None:
+    """Wait until ``router`` answers a scoring request with 200 again (within ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while invoke(router)[0] != 200:
+        assert time.monotonic() < deadline, f"the router did not serve again within {seconds:g} s"
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def upstream():
     with ScriptedServer() as server:
@@ -270,10 +278,7 @@ def test_a_full_queue_is_a_503_and_a_client_that_leaves_releases_its_place(route
         for holder in holders:
             holder.close()
     scripted.add_json({"predictions": [1]}, times=50)
-    deadline = time.monotonic() + 10
-    while invoke(router)[0] != 200:  # the two places are given back once their clients are gone
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    served_again(router)  # the two places are given back once their clients are gone
 
 
 def test_queued_body_bytes_are_bounded(router, scripted):
@@ -330,10 +335,7 @@ def test_past_limit_concurrency_requests_get_503(tmp_path, upstream, scripted):
             for sock in held:
                 sock.close()
         scripted.add_json({"predictions": [1]}, times=50)
-        deadline = time.monotonic() + 10
-        while invoke(running)[0] != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        served_again(running)
     finally:
         running.stop()
 
