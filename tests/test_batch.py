@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 
 import deployflow
 import numpy as np
@@ -22,6 +23,7 @@ from deployflow import (
     get_deploy_client,
     read_output,
 )
+from deployflow.batch._runner import parse_predictions
 from support.batch_data import PredictOnlyServingClient, expected_linear, frame, model
 from support.fault_proxy import FaultProxy
 
@@ -112,6 +114,62 @@ def test_multi_output_and_record_predictions_become_columns(client):
     named = batch_predict(client, df, deployment_name="records", chunk_size=100, feature_columns=["a", "b"], keep_columns=["id"])
     assert list(named.columns) == ["id", "label", "score"]
     assert named["label"].tolist() == ["pos" if a > 0 else "neg" for a in df["a"]]
+
+
+RAGGED = '''
+def ragged(data):
+    """One list per row (tokens, say), as long as the row's a rounded to 0..3."""
+    return [list(range(n)) for n in (data["a"].abs() * 10).round().astype(int) % 4]
+'''
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [[1, 2], [3]],
+        [[1], [2, 3]],
+        [[1.5, "a"], [2.0]],
+        [[True, False], [True]],
+        [[1, 2], (3,)],
+        [[[1], 2], [[3]]],
+        [[1, None], [2]],
+        [[1, 2], [3, 4]],
+    ],
+)
+def test_lists_of_different_lengths_become_the_columns_pandas_padded_them_to_without_its_warning(answer):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = pd.DataFrame(answer)  # what pandas builds, with a deprecation warning when ragged
+    expected.columns = [f"prediction_{i}" for i in range(expected.shape[1])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parsed = parse_predictions({"predictions": answer}, len(answer), "prediction")
+    pd.testing.assert_frame_equal(parsed, expected)
+
+
+@pytest.mark.parametrize("answer", [[[1, 2], 3], [1, [2, 3]], [[1, 2], None], [0.5, [1], "x"]])
+def test_lists_mixed_with_other_values_stay_whole_one_per_row(answer):
+    parsed = parse_predictions(answer, len(answer), "prediction")
+    assert list(parsed.columns) == ["prediction"] and parsed["prediction"].tolist() == answer
+
+
+def test_a_job_whose_model_answers_lists_of_any_length_keeps_every_value(client, tmp_path):
+    (tmp_path / "ragged.py").write_text(RAGGED)
+    client.create_deployment("ragged", f"python:{tmp_path / 'ragged.py'}:ragged")
+    try:
+        df = frame(400, seed=5)
+        lengths = ((df["a"].abs() * 10).round().astype(int) % 4).tolist()
+        assert set(lengths) == {0, 1, 2, 3}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = batch_predict(client, df, deployment_name="ragged", chunk_size=50, feature_columns=["a", "b"],
+                                keep_columns=["id"])
+        assert list(out.columns) == ["id", "prediction_0", "prediction_1", "prediction_2"]
+        assert out["id"].tolist() == df["id"].tolist()
+        got = [[v for v in row if not pd.isna(v)] for row in out[["prediction_0", "prediction_1", "prediction_2"]].values.tolist()]
+        assert got == [list(range(n)) for n in lengths]
+    finally:
+        client.delete_deployment("ragged")
 
 
 def test_bad_rows_stop_the_job_with_the_row_range_by_default(client):

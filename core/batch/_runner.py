@@ -251,8 +251,9 @@ def parse_predictions(response: Any, rows: int, column: str, start: int = 0) -> 
     """One prediction per input row, from a scoring answer: a 1-D numpy array when the answer is a list
     of numbers, else a DataFrame.
 
-    A list of lists becomes ``column_0``, ``column_1``...; a list of objects (records) or an object of
-    columns keeps its keys as column names. A count that does not match ``rows`` is an error.
+    A list of lists becomes ``column_0``, ``column_1``... (shorter lists padded with missing values); a
+    list of objects (records) or an object of columns keeps its keys as column names; lists mixed with
+    other values stay whole, one per row in ``column``. A count that does not match ``rows`` is an error.
     """
     import pandas as pd
 
@@ -262,8 +263,11 @@ def parse_predictions(response: Any, rows: int, column: str, start: int = 0) -> 
     elif isinstance(predictions, list) and predictions and isinstance(predictions[0], dict):
         parsed = pd.DataFrame.from_records(predictions)
     elif isinstance(predictions, list) and predictions and isinstance(predictions[0], (list, tuple)):
-        parsed = pd.DataFrame(predictions)
-        parsed.columns = [f"{column}_{i}" for i in range(parsed.shape[1])]
+        if not all(isinstance(row, (list, tuple)) for row in predictions):
+            parsed = pd.DataFrame({column: predictions})  # lists among other values: each kept whole
+        else:
+            parsed = pd.DataFrame(_padded(predictions))
+            parsed.columns = [f"{column}_{i}" for i in range(parsed.shape[1])]
     else:
         parsed = _scalar_array(predictions)
         if parsed is None:
@@ -282,13 +286,26 @@ def counted(parsed: Any, rows: int, start: int = 0) -> Any:
     return parsed
 
 
+def _padded(rows: list[Any]) -> list[Any]:
+    """Rows of different lengths padded with ``None`` to the longest: the frame pandas built from them
+    before it deprecated doing so (same columns and dtypes, as a test checks)."""
+    width = len(rows[0])
+    if all(len(row) == width for row in rows):
+        return rows
+    width = max(len(row) for row in rows)
+    return [[*row, *[None] * (width - len(row))] for row in rows]
+
+
 def _scalar_array(predictions: Any) -> Any:
     """A list of numbers as a 1-D numpy array (several times cheaper than pandas' own conversion of a
     list, and this runs once per chunk); ``None`` for anything else."""
     import numpy as np
 
     if isinstance(predictions, list) and predictions and isinstance(predictions[0], (int, float)):
-        values = np.asarray(predictions)
+        try:
+            values = np.asarray(predictions)
+        except ValueError:  # lists among the numbers: not one array
+            return None
         if values.ndim == 1 and values.dtype.kind in "biuf":
             return values
     return None
