@@ -38,16 +38,23 @@ the one it takes (in ``Allow`` too), the answer a deployment server gives (:func
 Both are in :mod:`.responses`' JSON error shape.
 
 Forwarding goes through :mod:`.relay` (pooled keep-alive connections to the deployments); a request and
-its answer pass through plain callbacks (:mod:`.front`, :class:`_Forward`), no task per request. Measured
-with ``benchmarks/bench_router.py --rounds 5`` on this project's 2-core machine (load average about 1),
-as a share of the deployment's own req/s, in two runs: 10-row requests one at a time 72-73 % (p50
-+0.20-0.22 ms), under ``wrk`` with 8 connections 59-64 % (p50 +0.27-0.32 ms); 500-row requests 74-81 %
-one at a time and 83-84 % under ``wrk`` (p50 +0.19-0.26 ms).
+its answer pass through plain callbacks (:mod:`.front`, :class:`_Forward`), no task per request.
+
+Measured with ``benchmarks/bench_router.py --rounds 5`` on this project's 2-core machine, as a share of
+the deployment's own req/s (the medians of several runs are in the notes of issue 15):
+
+* with 500-row requests the router costs little: its capacity (the most req/s at any of 8-64
+  connections) is 99-101 % of the deployment's, 88-89 % under 8 connections, 72-84 % one at a time;
+* with 10-row requests to a model that does nothing it is the router's worst case: 73-83 % of the
+  capacity, 63-70 % under 8 connections (where the routed path is not saturated: each request waits
+  for two hops in turn while a core is idle), 72-81 % one at a time;
+* the p50 it adds one at a time is 0.15-0.42 ms.
+
 Served by uvicorn instead, the same router made 65 % and 55 % with 10-row requests. Under ``wrk`` the
 router takes about 37-43 µs of CPU per request, half of it in the kernel (two reads and two writes),
 where a Python proxy that only copies bytes (no parsing, limits, routes or metrics) takes about 21 µs
-and makes 77 % under ``wrk``: with 10-row requests to a model that does nothing, 80 % is out of reach
-of a router in Python on this machine. The ``stat`` of the state file costs about 2 µs.
+and makes 77 % under ``wrk``: 80 % for 10-row requests at every load is out of reach of a router in
+Python on this machine. The ``stat`` of the state file costs about 2 µs.
 """
 
 from __future__ import annotations
