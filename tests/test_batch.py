@@ -15,6 +15,7 @@ import deployflow
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from deployflow import (
     BadRowsError,
     ConflictError,
@@ -693,6 +694,36 @@ def test_a_routed_job_runs_in_the_calling_thread(client):
                         progress_callback=seen)
     np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(frame(900)))
     assert callers == {threading.current_thread()} and helpers == set()
+
+
+def _answered_posts(url: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "deployflow_requests_total" and sample.labels.get("path") == "/invocations")
+
+
+def test_a_progress_callback_longer_than_the_read_timeout_loses_no_answer_and_sends_nothing_twice(client, home):
+    # While the callback holds the job's thread, the event loop does not run: the answers of the chunks
+    # in flight wait in their sockets. When the loop runs again they must be read, not timed out first
+    # (and, for a target whose requests are not safe to repeat, failed; here: sent again).
+    df = frame(800, seed=17)
+    with get_deploy_client(f"local://{home}", predict_timeout=1.0) as impatient:
+        url = impatient.get_deployment("linear")["url"]
+        before = _answered_posts(url)
+        paused = []
+
+        def away(progress):
+            if not paused:
+                paused.append(progress.rows_done)
+                time.sleep(2.0)  # twice the read timeout, with the next chunks answered meanwhile
+
+        out = batch_predict(impatient, df, deployment_name="linear", chunk_size=100, concurrency=4,
+                            progress_callback=away)
+    np.testing.assert_allclose(out["prediction"].to_numpy(), expected_linear(df))
+    assert paused == [100]
+    assert _answered_posts(url) - before == 8  # one POST per chunk
 
 
 def test_a_caller_that_runs_an_event_loop_gets_the_job_run_beside_it(client):

@@ -166,7 +166,7 @@ def run_pipelined(
     from ..payloads import encode_request
 
     settings = dataclasses.replace(route.settings, retry=scorer.chunk_policy(route.settings.retry))
-    loop = new_event_loop()
+    loop = new_event_loop(left_between_runs=True)  # the calling thread leaves it for each result
     edge = AsyncHttpTransport(settings=settings, limit=concurrency)
     launcher = _Launcher(loop, concurrency)
     state = {"route": route, "arrow": route.arrow and not scorer.params}
