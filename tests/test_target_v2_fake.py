@@ -8,6 +8,7 @@ The fake follows the protocol's REST routes and bodies; it records every request
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,6 +24,16 @@ from deployflow import (
 )
 
 FAST = {"max_retries": 1, "backoff_factor": 0.01, "backoff_max": 0.05}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Without tracebacks for clients that leave before their answer (the timeout tests make them)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class FakeV2:
@@ -64,7 +75,7 @@ class FakeV2:
 
             do_GET = do_POST = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
