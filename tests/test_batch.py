@@ -361,6 +361,31 @@ def test_dask_dataframe_on_a_local_cluster(client, home, tmp_path):
             assert read_output(out_dir)["id"].tolist() == list(range(3000))
 
 
+def test_dask_partitions_whose_list_outputs_differ_in_length_get_the_first_rows_columns(client, tmp_path):
+    dd = pytest.importorskip("dask.dataframe")
+    (tmp_path / "ragged.py").write_text(RAGGED)
+    client.create_deployment("ragged_dask", f"python:{tmp_path / 'ragged.py'}:ragged")
+    try:
+        df = frame(800, seed=5)
+        lengths = ((df["a"].abs() * 10).round().astype(int) % 4).to_numpy().copy()
+        # The first two rows (they set the output's columns) answer 2 values; rows later answer 0-3.
+        df.loc[0:1, "a"] = 0.2
+        lengths[:2] = 2
+        shorter = df[lengths <= 2].reset_index(drop=True)
+        ddf = dd.from_pandas(shorter, npartitions=4)
+        out = batch_predict(client, ddf, deployment_name="ragged_dask", chunk_size=50, feature_columns=["a", "b"],
+                            keep_columns=["id"]).compute(scheduler="threads")
+        assert list(out.columns) == ["id", "prediction_0", "prediction_1"]
+        got = [[v for v in row if not pd.isna(v)] for row in out[["prediction_0", "prediction_1"]].values.tolist()]
+        assert got == [list(range(n)) for n in lengths[lengths <= 2]]
+        longer = dd.from_pandas(df, npartitions=4)
+        with pytest.raises(InvalidInputError, match=r"columns \['prediction_2'\] that those of the first rows"):
+            batch_predict(client, longer, deployment_name="ragged_dask", chunk_size=50, feature_columns=["a", "b"],
+                          keep_columns=["id"]).compute(scheduler="threads")
+    finally:
+        client.delete_deployment("ragged_dask")
+
+
 def test_dask_workers_get_no_secret_options():
     from deployflow.batch._dask import ClientSpec
 

@@ -16,6 +16,7 @@ does.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import re
@@ -113,6 +114,8 @@ class _ScorerSettings:
     params: dict[str, Any] | None
     chunk_size: int
     concurrency: int
+    #: The output's columns as Dask was told them (from scoring the first rows on the driver).
+    columns: tuple[Any, ...] = ()
 
     def scorer(self, client: Any) -> ChunkScorer:
         return ChunkScorer(
@@ -145,7 +148,24 @@ def _score_partition(partition: pd.DataFrame, spec: ClientSpec, settings: _Score
         on_progress=lambda chunk, failed: None,
     )
     scored = join_results(results, settings.prediction_column)
-    return _empty_like(partition, settings) if scored is None else scored
+    return _empty_like(partition, settings) if scored is None else _in_columns(scored, settings.columns)
+
+
+def _in_columns(scored: pd.DataFrame, columns: tuple[Any, ...]) -> pd.DataFrame:
+    """A partition's output with the columns Dask was told: a column it lacks (a list output that is
+    shorter in this partition) comes empty; one beyond them is an error, where Dask would stop with a
+    ValueError of its own, and dropping it would lose predictions."""
+    if not columns or tuple(scored.columns) == columns:
+        return scored
+    extra = [column for column in scored.columns if column not in columns]
+    if extra:
+        raise InvalidInputError(
+            f"The predictions of a Dask partition of {len(scored)} rows have columns {extra} that those of "
+            f"the first rows, which set the output's columns, do not have ({list(columns)}); every partition "
+            "must give the columns of the first rows. A pandas DataFrame or a file input has no such need: "
+            "the columns of its output are those of all chunks"
+        )
+    return scored.reindex(columns=list(columns))
 
 
 def _empty_like(partition: pd.DataFrame, settings: _ScorerSettings) -> pd.DataFrame:
@@ -198,6 +218,7 @@ def batch_predict_dask(
     meta = scorer.score(Chunk(0, 0, sample)).frame.iloc[0:0] if len(sample) else None
     if meta is None:
         raise InvalidInputError("The Dask DataFrame has no rows to score")
+    settings = dataclasses.replace(settings, columns=tuple(meta.columns))
     scored = ddf.map_partitions(_score_partition, spec, settings, meta=meta)
     if plan is None:
         return scored
