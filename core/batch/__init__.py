@@ -82,9 +82,22 @@ def batch_predict(
     restored when the job ends. A full collection walks every object of the process and stops the job
     meanwhile; young objects are still collected.
 
+    A Dask DataFrame is scored on its cluster, partition by partition: each worker rebuilds the client
+    from the target URI and the client's options without their secrets, and scores its partition in
+    chunks. The output's columns come from scoring the first two rows on the driver. A partition whose
+    predictions lack one of those columns gets it empty (a list output shorter there); one with a
+    column beyond them fails the job with :class:`~deployflow.errors.InvalidInputError`. With
+    ``output``, the partitions are written as Parquet or CSV parts and joined as for other inputs, but
+    written whole each time: a Dask job does not resume.
+
+    A job through an HTTP route (the ``local``, ``v2`` and ``serving`` targets) runs the event loop of
+    its requests in the calling thread, which leaves the loop while it writes a result or calls
+    ``progress_callback``: answers that arrive meanwhile wait in their sockets and are read when the
+    thread comes back, however long it was away (the read timeout does not strike them first).
+
     :param client: a deployment client, or a target URI to build one.
     :param inputs: a pandas DataFrame; a path or URL of a Parquet, CSV or JSON-lines file; an iterable of
-        DataFrames; or a Dask DataFrame (scored on the cluster, see below).
+        DataFrames; or a Dask DataFrame (scored on the cluster, see above).
     :param deployment_name: passed to the client as its ``predict`` takes it. Pass the names the target
         needs: a target that serves one model (``serving+http://...``) needs none; the ``local``
         target needs exactly one of ``deployment_name`` and ``endpoint``.
