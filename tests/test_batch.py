@@ -386,6 +386,21 @@ def test_dask_partitions_whose_list_outputs_differ_in_length_get_the_first_rows_
         client.delete_deployment("ragged_dask")
 
 
+def test_a_dask_job_writes_its_output_whole_each_time(client, tmp_path):
+    dd = pytest.importorskip("dask.dataframe")
+    df = frame(600, seed=9)
+    ddf = dd.from_pandas(df, npartitions=3)
+    out = tmp_path / "scores.parquet"
+    staged = tmp_path / ".scores.parquet.parts"
+    staged.mkdir()
+    (staged / "part.7.parquet").write_bytes(b"what a killed run left")
+    for _ in range(2):
+        summary = batch_predict(client, ddf, deployment_name="linear", output=out, feature_columns=["a", "b"])
+        assert summary.rows == 600 and summary.resumed_chunks == 0
+        assert read_output(out)["id"].tolist() == list(range(600))
+        assert not staged.exists()
+
+
 def test_dask_workers_get_no_secret_options():
     from deployflow.batch._dask import ClientSpec
 
