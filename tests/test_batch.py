@@ -148,10 +148,26 @@ def test_lists_of_different_lengths_become_the_columns_pandas_padded_them_to_wit
     pd.testing.assert_frame_equal(parsed, expected)
 
 
-@pytest.mark.parametrize("answer", [[[1, 2], 3], [1, [2, 3]], [[1, 2], None], [0.5, [1], "x"]])
+@pytest.mark.parametrize("answer", [[[1, 2], 3], [1, [2, 3]], [[1, 2], None], [0.5, [1], "x"], [{"a": 1}, 2]])
 def test_lists_mixed_with_other_values_stay_whole_one_per_row(answer):
     parsed = parse_predictions(answer, len(answer), "prediction")
     assert list(parsed.columns) == ["prediction"] and parsed["prediction"].tolist() == answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        ({"predictions": "yes"}, "it is a string, not a list"),
+        ({"predictions": 5}, "it is a number, not a list"),
+        ({"predictions": None}, "it is null, not a list"),
+        ({"a": [1, 2, 3], "b": [1]}, "same length"),
+        ({"predictions": {"a": 1, "b": 2}}, "scalar values"),
+    ],
+)
+def test_an_answer_that_is_not_one_prediction_per_row_is_an_invalid_input_error_naming_the_rows(answer, says):
+    with pytest.raises(InvalidInputError, match="answer for the 3 input rows 10-12 is not one prediction per row") as info:
+        parse_predictions(answer, 3, "prediction", start=10)
+    assert says in str(info.value)
 
 
 def test_a_job_whose_model_answers_lists_of_any_length_keeps_every_value(client, tmp_path):

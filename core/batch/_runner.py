@@ -252,27 +252,42 @@ def parse_predictions(response: Any, rows: int, column: str, start: int = 0) -> 
     of numbers, else a DataFrame.
 
     A list of lists becomes ``column_0``, ``column_1``... (shorter lists padded with missing values); a
-    list of objects (records) or an object of columns keeps its keys as column names; lists mixed with
-    other values stay whole, one per row in ``column``. A count that does not match ``rows`` is an error.
+    list of objects (records) or an object of columns keeps its keys as column names; lists or objects
+    mixed with other values stay whole, one per row in ``column``. An answer that is not a list or an
+    object of columns of one length, or whose count does not match ``rows``, is an
+    :class:`~deployflow.errors.InvalidInputError` naming the rows.
     """
+    predictions = response.get("predictions", response) if isinstance(response, dict) else response
+    try:
+        parsed = _parsed(predictions, column)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"The service's answer for the {rows} input rows {start}-{start + rows - 1} is not one prediction "
+            f"per row: {exc}"
+        ) from exc
+    return counted(parsed, rows, start)
+
+
+def _parsed(predictions: Any, column: str) -> Any:
     import pandas as pd
 
-    predictions = response.get("predictions", response) if isinstance(response, dict) else response
     if isinstance(predictions, dict):
-        parsed: Any = pd.DataFrame(predictions)
-    elif isinstance(predictions, list) and predictions and isinstance(predictions[0], dict):
-        parsed = pd.DataFrame.from_records(predictions)
-    elif isinstance(predictions, list) and predictions and isinstance(predictions[0], (list, tuple)):
-        if not all(isinstance(row, (list, tuple)) for row in predictions):
-            parsed = pd.DataFrame({column: predictions})  # lists among other values: each kept whole
-        else:
+        return pd.DataFrame(predictions)
+    if not isinstance(predictions, list):
+        kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(type(predictions), "null")
+        raise TypeError(f"it is {kind}, not a list")
+    if predictions and isinstance(predictions[0], dict):
+        if all(isinstance(row, dict) for row in predictions):
+            return pd.DataFrame.from_records(predictions)
+        return pd.DataFrame({column: predictions})  # objects among other values: each kept whole
+    if predictions and isinstance(predictions[0], (list, tuple)):
+        if all(isinstance(row, (list, tuple)) for row in predictions):
             parsed = pd.DataFrame(_padded(predictions))
             parsed.columns = [f"{column}_{i}" for i in range(parsed.shape[1])]
-    else:
-        parsed = _scalar_array(predictions)
-        if parsed is None:
-            parsed = pd.DataFrame({column: predictions})
-    return counted(parsed, rows, start)
+            return parsed
+        return pd.DataFrame({column: predictions})  # lists among other values: each kept whole
+    parsed = _scalar_array(predictions)
+    return pd.DataFrame({column: predictions}) if parsed is None else parsed
 
 
 def counted(parsed: Any, rows: int, start: int = 0) -> Any:
