@@ -75,6 +75,58 @@ def test_a_full_queue_answers_503_with_retry_after_and_never_hangs(tmp_path, mod
         assert post(server.url).status_code == 200  # the queue drained: admitted again
 
 
+LOGGING_MODEL = (
+    "import time\n"
+    "def predict(data, params):\n"
+    "    with open(params['log'], 'a') as log:\n"
+    "        log.write(params['tag'] + '\\n')\n"
+    "    time.sleep(float(params['sleep']))\n"
+    "    return [1] * len(data)\n"
+)
+
+
+def test_a_queued_request_whose_client_left_is_never_run_and_frees_its_place(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    (tmp_path / "logging_model.py").write_text(LOGGING_MODEL)
+    log = tmp_path / "calls.log"
+
+    def body(tag: str, sleep: float) -> bytes:
+        return json.dumps({"inputs": [[1.0]], "params": {"tag": tag, "sleep": sleep, "log": str(log)}}).encode()
+
+    with ServerProcess(tmp_path / "s", {"model_uri": f"python:{tmp_path / 'logging_model.py'}:predict",
+                                        "max_queue": 3}) as server:
+        server.wait_ready(timeout=60)
+        first = threading.Thread(target=requests.post, args=(server.url + "/invocations",),
+                                 kwargs={"data": body("first", 2.0), "headers": {"Content-Type": "application/json"},
+                                         "timeout": 30})
+        first.start()
+        time.sleep(0.3)  # in the model thread, for 2 s
+        leaving = []
+        for tag in ("left-1", "left-2"):
+            sock = connect(server.url)
+            payload = body(tag, 0)
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+            leaving.append(sock)
+        time.sleep(0.3)  # both queued behind the first: with it, the queue (max_queue 3) is full
+        assert requests.post(server.url + "/invocations", data=body("refused", 0),
+                             headers={"Content-Type": "application/json"}, timeout=30).status_code == 503
+        for sock in leaving:
+            sock.close()
+        time.sleep(0.3)
+        # Their places are free again at once, long before the first request ends.
+        answer = requests.post(server.url + "/invocations", data=body("after", 0),
+                               headers={"Content-Type": "application/json"}, timeout=30)
+        assert answer.status_code == 200
+        first.join()
+        assert log.read_text().split() == ["first", "after"]  # the two that left never ran
+        samples = [sample for family in text_string_to_metric_families(requests.get(server.url + "/metrics", timeout=10).text)
+                   for sample in family.samples if sample.name == "deployflow_requests_total"]
+        by_status = {sample.labels["status"]: sample.value for sample in samples if sample.labels["path"] == "/invocations"}
+        assert by_status == {"200": 2.0, "499": 2.0, "503": 1.0}
+
+
 def test_queued_body_bytes_are_bounded(tmp_path, model_uri):
     spec = {"model_uri": model_uri, "max_request_bytes": 4000, "max_queued_bytes": 4000}
     with ServerProcess(tmp_path / "s", spec) as server:

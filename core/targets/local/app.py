@@ -35,7 +35,8 @@ UTF-8 (including none at all), 500 ``INTERNAL_ERROR`` when the predictions canno
 503 ``TEMPORARILY_UNAVAILABLE`` with ``Retry-After`` when the server's queue is full (``max_queue``
 requests, or ``max_queued_bytes`` of bodies, admitted and not answered yet: refused before the body is
 read), 504 ``DEADLINE_EXCEEDED`` when decoding, predicting and encoding take longer than
-``request_timeout``.
+``request_timeout``. A request still waiting for a model thread when its client disconnects is never
+run, and its place in the queue is free at once; the metrics count it with status 499.
 
 Paths are dispatched by :meth:`ScoringApp.route`: exact paths in a table, then path prefixes
 (:attr:`ScoringApp.prefix_routes`), so a protocol family under one prefix (``/v2/``) plugs in with one
@@ -70,8 +71,8 @@ from ...redaction import get_logger
 from . import openinference as v2
 from . import responses
 from .enforcement import SignatureError
-from .limits import BODY_BYTES_REFUSAL, Admission
-from .model_threads import Expired, ModelThreads
+from .limits import BODY_BYTES_REFUSAL, Admission, when_client_leaves
+from .model_threads import Abandoned, Expired, ModelThreads
 from .models import LoadedModel
 from .responses import Response
 from .spec import SPEC_DEFAULTS
@@ -97,6 +98,9 @@ _DTYPES_NOTE = (
 
 
 _V2_EMPTY: Response = (200, [(b"content-length", b"0")], b"")
+# The answer to a request dropped because its client left: never sent, counted as a 499 (nginx's
+# "client closed request") in the metrics.
+_CLIENT_LEFT: Response = responses.json_error(499, "CANCELLED", "the client left before its request was started")
 
 
 def _has_text_columns(data: Any) -> bool:
@@ -284,7 +288,7 @@ class ScoringApp:
         arrow_answer = accepts_arrow(responses.header(scope["headers"], b"accept"))
         return await self.admitted(
             declared, receive,
-            lambda body: self._run(self._timed_out, self._score, body, content_type_text, arrow_answer))
+            lambda body: self._run(self._timed_out, scope, self._score, body, content_type_text, arrow_answer))
 
     async def admitted(self, declared: int, receive: Receive, work: Callable[[bytes], Awaitable[Response]]) -> Response:
         """Admit a request that declared ``declared`` body bytes into the queue (or refuse it: 503), read
@@ -334,7 +338,7 @@ class ScoringApp:
             return declared
         header_length = responses.header(scope["headers"], b"inference-header-content-length")
         return await self.admitted(
-            declared, receive, lambda body: self._run(self._v2_timed_out, self._v2_infer, body, header_length))
+            declared, receive, lambda body: self._run(self._v2_timed_out, scope, self._v2_infer, body, header_length))
 
     def _v2_infer(self, body: bytes, header_length: bytes | None) -> Response:
         metrics = self.metrics
@@ -342,8 +346,10 @@ class ScoringApp:
         status, payload = v2.infer(self.model, body, self.name or "", None, header_length, counted)
         return responses.ok_json(payload, status)
 
-    async def _run(self, timed_out: Response, job: Callable[..., Response], *args: Any) -> Response:
-        """``job(*args)`` on a model thread within ``request_timeout`` (``timed_out`` after it)."""
+    async def _run(self, timed_out: Response, scope: dict[str, Any], job: Callable[..., Response], *args: Any) -> Response:
+        """``job(*args)`` on a model thread within ``request_timeout`` (``timed_out`` after it). A job that
+        has to wait for a thread is dropped if its client leaves first (:meth:`ModelThreads.abandon`; the
+        answer, never sent, is a 499 in the metrics), and its place in the queue is free at once."""
         timeout = self.request_timeout
         if timeout is None:
             return job(*args)
@@ -356,15 +362,21 @@ class ScoringApp:
             )
         if self.metrics is not None:
             self.metrics.queued.inc()
+        waits = threads.would_wait()
         submitted = threads.submit(job, *args)
         timer = asyncio.get_running_loop().call_later(timeout, threads.expire, submitted)
+        unwatch = when_client_leaves(scope.get("client"), lambda: threads.abandon(submitted)) if waits else None
         try:
             return await submitted.future
         except Expired:
             _logger.warning("a request ran past the time limit of %s s and was answered with 504", timeout)
             return timed_out
+        except Abandoned:
+            return _CLIENT_LEFT
         finally:
             timer.cancel()
+            if unwatch is not None:
+                unwatch()
 
     def _score(self, body: bytes, content_type: str | None, arrow_answer: bool = False) -> Response:
         """Decode, predict, encode: the whole job of one request, run in a model thread. With

@@ -29,10 +29,15 @@ server).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BODY_BYTES_REFUSAL", "Admission", "ConnectionClock", "GuardedProtocol", "Limits", "guarded_protocol"]
+__all__ = [
+    "BODY_BYTES_REFUSAL", "Admission", "ConnectionClock", "GuardedProtocol", "Limits", "guarded_protocol",
+    "when_client_leaves",
+]
 
 _logger = logging.getLogger("deployflow.targets.local.limits")
 
@@ -191,8 +196,29 @@ class ConnectionClock:
             transport.close()
 
 
+#: This process's open connections by their peer's (host, port): what an ASGI scope's ``client`` names.
+_OPEN: dict[tuple[Any, ...], GuardedProtocol] = {}
+
+
+def when_client_leaves(client: Any, callback: Callable[[], None]) -> Callable[[], None] | None:
+    """Call ``callback`` (in the event loop) once the connection of ASGI ``client`` (a scope's
+    ``client``) closes. Returns what stops that, or ``None`` when no open connection has that peer."""
+    protocol = _OPEN.get(tuple(client[:2])) if client else None
+    if protocol is None or protocol._leaving is None:
+        return None
+    leaving = protocol._leaving
+    leaving.append(callback)
+
+    def stop() -> None:
+        with contextlib.suppress(ValueError):
+            leaving.remove(callback)
+
+    return stop
+
+
 class GuardedProtocol(asyncio.Protocol):
-    """uvicorn's httptools protocol, with connections closed when a request's parts come too slowly.
+    """uvicorn's httptools protocol, with connections closed when a request's parts come too slowly,
+    and their requests told when the client leaves (:func:`when_client_leaves`).
 
     Made by :func:`guarded_protocol`; uvicorn instantiates it as it would its own protocol class.
     """
@@ -207,10 +233,16 @@ class GuardedProtocol(asyncio.Protocol):
         self._loop = asyncio.get_event_loop() if kwargs.get("_loop") is None else kwargs["_loop"]
         self._watch: Any = httptools.HttpRequestParser(self)
         self._clock: ConnectionClock | None = None
+        self._peer: tuple[Any, ...] | None = None
+        self._leaving: list[Callable[[], None]] | None = []
 
     # asyncio.Protocol, passed on to uvicorn's protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._peer = peer[:2]
+            _OPEN[self._peer] = self
         self._clock = ConnectionClock(self._loop, transport, self.limits)
         self._clock.idle()
         self._inner.connection_made(_CoalescingTransport(transport, self._loop))  # type: ignore[arg-type]
@@ -236,7 +268,15 @@ class GuardedProtocol(asyncio.Protocol):
         if self._clock is not None:
             self._clock.cancel()
         self._watch = None
+        if self._peer is not None and _OPEN.get(self._peer) is self:
+            del _OPEN[self._peer]
+        leaving, self._leaving = self._leaving, None
         self._inner.connection_lost(exc)
+        for callback in leaving or ():
+            try:
+                callback()
+            except Exception:
+                _logger.exception("a callback for a client that left failed")
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()

@@ -6,7 +6,9 @@ back, about 40 µs per request on this project's 2-core machine, against about 1
 ``loop.run_in_executor`` wrapped in ``asyncio.wait_for``. A call that overruns cannot be interrupted: it
 finishes in its thread and its result is dropped, while a spare thread serves the requests behind it;
 daemon threads never keep a stopping server alive. How many jobs may wait here is bounded before they
-get here, by the server's admission (:class:`.limits.Admission`, config ``max_queue``).
+get here, by the server's admission (:class:`.limits.Admission`, config ``max_queue``). A job still
+waiting when its client leaves is dropped (:meth:`ModelThreads.abandon`): no thread starts it, and its
+place in the queue is free for a request someone waits for.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from typing import Any
 
 from ...redaction import get_logger
 
-__all__ = ["Expired", "Job", "ModelThreads"]
+__all__ = ["Abandoned", "Expired", "Job", "ModelThreads"]
 
 _logger = get_logger("deployflow.targets.local.server")
 
 
 class Expired(Exception):
     """Raised into a request's future when its time limit passes."""
+
+
+class Abandoned(Exception):
+    """Raised into a request's future when its client left before a thread started the job."""
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
@@ -76,6 +82,7 @@ class ModelThreads:
         self._limit = count + spare_limit
         self._alive = count
         self._stuck = 0
+        self._busy = 0  # threads in a job, stuck ones included
         self._started = 0
         for _ in range(count):
             self._start_thread()
@@ -89,6 +96,17 @@ class ModelThreads:
         job = Job(self._loop.create_future(), function, args)
         self._jobs.put(job)
         return job
+
+    def would_wait(self) -> bool:
+        """Whether a job submitted now would wait for a thread (every thread is in a job, or has one
+        queued for it). Read without the lock: a guess, right but for a job that starts or ends meanwhile."""
+        return self._jobs.qsize() >= self._alive - self._busy
+
+    def abandon(self, job: Job) -> None:
+        """The job's client left (called in the event loop): drop the job if no thread started it."""
+        with self._lock:
+            if not job.future.done() and not job.running:
+                job.future.set_exception(Abandoned())
 
     def expire(self, job: Job) -> None:
         """The job's time limit passed (called in the event loop): fail it, and cover for a stuck thread."""
@@ -117,9 +135,10 @@ class ModelThreads:
             if self._on_dequeue is not None:
                 self._on_dequeue()
             with lock:
-                if job.future.done():  # its time ran out while it queued: do not start it at all
+                if job.future.done():  # its time ran out, or its client left, while it queued: do not start it
                     continue
                 job.running = True
+                self._busy += 1
             try:
                 result = job.function(*job.args)
             except BaseException as exc:  # handed to the request, which decides the answer
@@ -132,6 +151,7 @@ class ModelThreads:
                 return
             with lock:
                 job.running = False
+                self._busy -= 1
                 if job.overran:
                     self._stuck -= 1
                 if self._alive - self._stuck > self._wanted:  # a spare covered for this thread: retire
