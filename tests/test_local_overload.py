@@ -85,46 +85,70 @@ LOGGING_MODEL = (
 )
 
 
-def test_a_queued_request_whose_client_left_is_never_run_and_frees_its_place(tmp_path):
-    from prometheus_client.parser import text_string_to_metric_families
-
-    (tmp_path / "logging_model.py").write_text(LOGGING_MODEL)
-    log = tmp_path / "calls.log"
+def _leave_while_queued(url: str, log) -> None:
+    """A slow request takes the one model thread; two more are sent on raw sockets, queue behind it
+    (the queue of 3 is full: a fourth gets 503), and their clients leave. They must never run, and their
+    places must be free at once."""
 
     def body(tag: str, sleep: float) -> bytes:
         return json.dumps({"inputs": [[1.0]], "params": {"tag": tag, "sleep": sleep, "log": str(log)}}).encode()
 
-    with ServerProcess(tmp_path / "s", {"model_uri": f"python:{tmp_path / 'logging_model.py'}:predict",
-                                        "max_queue": 3}) as server:
+    def post_json(data: bytes):
+        return requests.post(url + "/invocations", data=data, headers={"Content-Type": "application/json"}, timeout=30)
+
+    first = threading.Thread(target=post_json, args=(body("first", 2.0),))
+    first.start()
+    time.sleep(0.3)  # in the model thread, for 2 s
+    leaving = []
+    for tag in ("left-1", "left-2"):
+        sock = connect(url)
+        payload = body(tag, 0)
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        leaving.append(sock)
+    time.sleep(0.3)
+    assert post_json(body("refused", 0)).status_code == 503
+    for sock in leaving:
+        sock.close()
+    time.sleep(0.3)
+    assert post_json(body("after", 0)).status_code == 200  # long before the first request ends
+    first.join()
+    assert log.read_text().split() == ["first", "after"]  # the two that left never ran
+
+
+def _invocations_by_status(url: str, headers: dict[str, str] | None = None) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url + "/metrics", headers=headers, timeout=10).text
+    return {sample.labels["status"]: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name.endswith("requests_total") and sample.labels.get("path") == "/invocations"}
+
+
+def test_a_queued_request_whose_client_left_is_never_run_and_frees_its_place(tmp_path):
+    (tmp_path / "logging_model.py").write_text(LOGGING_MODEL)
+    config = {"model_uri": f"python:{tmp_path / 'logging_model.py'}:predict", "max_queue": 3}
+    with ServerProcess(tmp_path / "s", config) as server:
         server.wait_ready(timeout=60)
-        first = threading.Thread(target=requests.post, args=(server.url + "/invocations",),
-                                 kwargs={"data": body("first", 2.0), "headers": {"Content-Type": "application/json"},
-                                         "timeout": 30})
-        first.start()
-        time.sleep(0.3)  # in the model thread, for 2 s
-        leaving = []
-        for tag in ("left-1", "left-2"):
-            sock = connect(server.url)
-            payload = body(tag, 0)
-            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
-            leaving.append(sock)
-        time.sleep(0.3)  # both queued behind the first: with it, the queue (max_queue 3) is full
-        assert requests.post(server.url + "/invocations", data=body("refused", 0),
-                             headers={"Content-Type": "application/json"}, timeout=30).status_code == 503
-        for sock in leaving:
-            sock.close()
-        time.sleep(0.3)
-        # Their places are free again at once, long before the first request ends.
-        answer = requests.post(server.url + "/invocations", data=body("after", 0),
-                               headers={"Content-Type": "application/json"}, timeout=30)
-        assert answer.status_code == 200
-        first.join()
-        assert log.read_text().split() == ["first", "after"]  # the two that left never ran
-        samples = [sample for family in text_string_to_metric_families(requests.get(server.url + "/metrics", timeout=10).text)
-                   for sample in family.samples if sample.name == "deployflow_requests_total"]
-        by_status = {sample.labels["status"]: sample.value for sample in samples if sample.labels["path"] == "/invocations"}
-        assert by_status == {"200": 2.0, "499": 2.0, "503": 1.0}
+        _leave_while_queued(server.url, tmp_path / "calls.log")
+        assert _invocations_by_status(server.url) == {"200": 2.0, "499": 2.0, "503": 1.0}
+
+
+def test_a_client_that_leaves_the_router_leaves_the_deployment_too(tmp_path):
+    from deployflow import get_deploy_client
+
+    (tmp_path / "logging_model.py").write_text(LOGGING_MODEL)
+    client = get_deploy_client(f"local://{tmp_path / 'home'}")
+    client.create_deployment("logged", f"python:{tmp_path / 'logging_model.py'}:predict", config={"max_queue": 3})
+    try:
+        client.create_endpoint("front", {"routes": [{"deployment": "logged", "traffic": 100}]})
+        try:
+            _leave_while_queued(client.get_endpoint("front")["url"], tmp_path / "calls.log")
+            assert _invocations_by_status(client.get_deployment("logged")["url"]) == {"200": 2.0, "499": 2.0, "503": 1.0}
+        finally:
+            client.delete_endpoint("front")
+    finally:
+        client.delete_deployment("logged")
 
 
 def test_queued_body_bytes_are_bounded(tmp_path, model_uri):

@@ -85,6 +85,8 @@ class Exchange:
     admitted = False
     answered = False
     preset: Response | None = None
+    #: Called if the client leaves while the handler works on the request's answer (its body is in).
+    on_leave: Callable[[], None] | None = None
     #: ``time.perf_counter()`` when the handler first saw it.
     started = 0.0
     #: Body bytes the handler counts against its limits (the handler's to keep).
@@ -184,11 +186,15 @@ class HttpConnection(asyncio.Protocol):
         self.front.connections.discard(self)
         self.clock.cancel()
         for exchange in self.queue:
-            if not exchange.answered and not (exchange.admitted and exchange.complete):
+            if exchange.answered:
+                continue
+            if not (exchange.admitted and exchange.complete):
                 exchange.answered = True
                 if exchange.begun:
                     self.front.open_requests -= 1
                     self.handler.finished(exchange, None)
+            elif exchange.on_leave is not None:  # the handler answers it still; it may stop its work
+                exchange.on_leave()
         self.queue.clear()
 
     def pause_writing(self) -> None:

@@ -221,6 +221,11 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        """Give up the answer awaited: the connection closes (the server sees its client leave), and
+        ``done`` gets :class:`UpstreamDropped`."""
+        self._close()
+
     def start(self, request: bytes, timeout: float | None, done: Done) -> None:
         self.done = done
         self.status, self.headers, self.chunks, self.encoding = 0, [], [], None
@@ -270,15 +275,17 @@ class Relay:
             connection._close()
         return None
 
-    async def _connect_and_start(self, key: tuple[str, int], request: bytes, timeout: float | None,
+    async def _connect_and_start(self, connection: _Connection, request: bytes, timeout: float | None,
                                  done: Done) -> None:
         try:
-            _, connection = await asyncio.wait_for(
-                self._loop.create_connection(lambda: _Connection(self, key), *key), CONNECT_SECONDS
-            )
+            await asyncio.wait_for(self._loop.create_connection(lambda: connection, *connection.key), CONNECT_SECONDS)
         except (OSError, asyncio.TimeoutError) as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             _deliver(done, 0, [], b"", UpstreamRefused(f"cannot connect: {reason}"))
+            return
+        if connection.closed:  # aborted while it connected: nothing was sent
+            connection._close()
+            _deliver(done, 0, [], b"", UpstreamDropped("given up before the request was sent"))
             return
         connection.start(request, timeout, done)
 
@@ -296,16 +303,19 @@ class Relay:
     def send(
         self, url: str, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes, timeout: float | None,
         done: Done,
-    ) -> None:
+    ) -> _Connection | None:
         """POST ``body`` to ``url`` + ``path`` with ``headers`` (lower-case names, no Host or
         Content-Length: the relay sets those), and call ``done`` once with the outcome (see :data:`Done`),
         at most ``timeout`` s after the request is written. ``done`` runs in a callback of the event
-        loop, or at once when ``url`` is not an ``http://host:port`` URL."""
+        loop, or at once when ``url`` is not an ``http://host:port`` URL.
+
+        Returns the connection the request goes on, whose :meth:`~_Connection.abort` gives the answer up
+        until ``done`` is called (before the connection is made, the request is not sent at all)."""
         try:
             host, port, netloc = self._address(url)
         except UpstreamRefused as exc:
             _deliver(done, 0, [], b"", exc)
-            return
+            return None
         head = [b"POST ", path, b" HTTP/1.1\r\nhost: ", netloc, b"\r\ncontent-length: ", str(len(body)).encode()]
         for name, value in headers:
             head += (b"\r\n", name, b": ", value)
@@ -317,8 +327,10 @@ class Relay:
         connection = self._pooled(key)
         if connection is not None:
             connection.start(request, timeout, done)
-        else:
-            asyncio.ensure_future(self._connect_and_start(key, request, timeout, done))
+            return connection
+        connection = _Connection(self, key)
+        asyncio.ensure_future(self._connect_and_start(connection, request, timeout, done))
+        return connection
 
     def close(self) -> None:
         """Close every pooled connection."""

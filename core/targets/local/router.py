@@ -27,6 +27,9 @@ How it stays correct while things change:
   an answer later than ``request_timeout`` a 504 ``DEADLINE_EXCEEDED``, a full queue (``max_queue``,
   ``max_queued_bytes``) a 503 with ``Retry-After``; slow headers, bodies or idle connections are closed
   and ``limit_concurrency`` bounds what is open (:mod:`.front`, which serves the router's connections).
+  A client that leaves while its request is at a deployment leaves it there too: the router closes that
+  upstream connection, so a request still queued at the deployment is never run (the metrics count it
+  as a 499 on both).
 * **Credentials.** Scoring credentials are not held by the router: it forwards the caller's
   ``Authorization`` header to the deployment, which checks it. The paths that change or reveal the
   router's state (``/-/reload``, ``/-/routes``, ``/metrics``) need its control secret
@@ -111,6 +114,8 @@ _LOG_LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 
 _CONTROL_PATHS = frozenset({"/-/reload", "/-/routes", "/metrics"})
 _PLAIN_PATHS = frozenset({"/ping", "/health", "/version"})
 _PONG: Response = (200, [responses.TEXT_TYPE, (b"content-length", b"1")], b"\n")
+# What a request whose client left is finished with: never sent, a 499 in the metrics.
+_CLIENT_LEFT: Response = responses.json_error(499, "CANCELLED", "the client left before its answer came")
 
 
 @dataclass(frozen=True)
@@ -318,7 +323,9 @@ class _Forward:
     """One scoring request on its way to a deployment: sent, and sent again after a refusal or a drop
     (with a growing pause, within :data:`_RETRY_WINDOW_SECONDS`), by callbacks."""
 
-    __slots__ = ("app", "body", "deadline", "delay", "exchange", "failed", "headers", "last_problem", "route")
+    __slots__ = (
+        "app", "body", "deadline", "delay", "exchange", "failed", "headers", "last_problem", "left", "route", "upstream",
+    )
 
     def __init__(self, app: RouterApp, exchange: Exchange, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.app = app
@@ -330,19 +337,38 @@ class _Forward:
         self.last_problem = "no routed deployment has a URL yet"
         self.delay = 0.02
         self.route: dict[str, Any] | None = None
+        self.upstream: Any = None  # the relay's connection while its answer is awaited
+        self.left = False
+        exchange.on_leave = self.leave
 
     def attempt(self) -> None:
+        if self.left:
+            self.exchange.respond(_CLIENT_LEFT)
+            return
         app = self.app
         app.reload()
         route = self.route = app.choose(self.failed)
         if route is None:
             self._later()
             return
-        app._relay.send(route["url"], _INVOCATIONS, self.headers, self.body, app.request_timeout, self.answered)
+        self.upstream = app._relay.send(
+            route["url"], _INVOCATIONS, self.headers, self.body, app.request_timeout, self.answered)
+
+    def leave(self) -> None:
+        """The client left: give the answer up, so that the deployment sees its client leave too (a
+        request still queued there is then never run)."""
+        self.left = True
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.abort()  # answered() follows, with UpstreamDropped
 
     def answered(self, status: int, headers: list[tuple[bytes, bytes]], content: bytes, error: Exception | None) -> None:
         app, route = self.app, self.route
         assert route is not None
+        self.upstream = None
+        if self.left:
+            self.exchange.respond(_CLIENT_LEFT)
+            return
         if error is None:
             content_type = b"application/json"
             out = []
