@@ -85,10 +85,27 @@ LOGGING_MODEL = (
 )
 
 
-def _leave_while_queued(url: str, log) -> None:
-    """A slow request takes the one model thread; two more are sent on raw sockets, queue behind it
-    (the queue of 3 is full: a fourth gets 503), and their clients leave. They must never run, and their
-    places must be free at once."""
+def _metric(server_url: str, name: str, path: str | None = None) -> dict[str, float]:
+    """The samples called ``name`` in a deployment server's /metrics, by status (or under "" without one)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(server_url + "/metrics", timeout=10).text
+    return {sample.labels.get("status", ""): sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and (path is None or sample.labels.get("path") == path)}
+
+
+def _until_in_flight(server_url: str, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while _metric(server_url, "deployflow_requests_in_flight").get("") != count:
+        assert time.monotonic() < deadline, f"the server never had {count} requests in flight"
+        time.sleep(0.05)
+
+
+def _leave_while_queued(url: str, server_url: str, log) -> None:
+    """A slow request takes the one model thread of the server at ``server_url``; two more are sent to
+    ``url`` on raw sockets, queue behind it (the queue of 3 is full: a fourth gets 503), and their
+    clients leave. They must never run, and their places must be free at once."""
 
     def body(tag: str, sleep: float) -> bytes:
         return json.dumps({"inputs": [[1.0]], "params": {"tag": tag, "sleep": sleep, "log": str(log)}}).encode()
@@ -96,9 +113,9 @@ def _leave_while_queued(url: str, log) -> None:
     def post_json(data: bytes):
         return requests.post(url + "/invocations", data=data, headers={"Content-Type": "application/json"}, timeout=30)
 
-    first = threading.Thread(target=post_json, args=(body("first", 2.0),))
+    first = threading.Thread(target=post_json, args=(body("first", 3.0),))
     first.start()
-    time.sleep(0.3)  # in the model thread, for 2 s
+    _until_in_flight(server_url, 1)
     leaving = []
     for tag in ("left-1", "left-2"):
         sock = connect(url)
@@ -106,23 +123,15 @@ def _leave_while_queued(url: str, log) -> None:
         sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
         leaving.append(sock)
-    time.sleep(0.3)
+    _until_in_flight(server_url, 3)
     assert post_json(body("refused", 0)).status_code == 503
     for sock in leaving:
         sock.close()
-    time.sleep(0.3)
-    assert post_json(body("after", 0)).status_code == 200  # long before the first request ends
+    _until_in_flight(server_url, 1)  # their places are free again, long before the first request ends
+    assert post_json(body("after", 0)).status_code == 200
     first.join()
     assert log.read_text().split() == ["first", "after"]  # the two that left never ran
-
-
-def _invocations_by_status(url: str, headers: dict[str, str] | None = None) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = requests.get(url + "/metrics", headers=headers, timeout=10).text
-    return {sample.labels["status"]: sample.value for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name.endswith("requests_total") and sample.labels.get("path") == "/invocations"}
+    assert _metric(server_url, "deployflow_requests_total", "/invocations") == {"200": 2.0, "499": 2.0, "503": 1.0}
 
 
 def test_a_queued_request_whose_client_left_is_never_run_and_frees_its_place(tmp_path):
@@ -130,8 +139,7 @@ def test_a_queued_request_whose_client_left_is_never_run_and_frees_its_place(tmp
     config = {"model_uri": f"python:{tmp_path / 'logging_model.py'}:predict", "max_queue": 3}
     with ServerProcess(tmp_path / "s", config) as server:
         server.wait_ready(timeout=60)
-        _leave_while_queued(server.url, tmp_path / "calls.log")
-        assert _invocations_by_status(server.url) == {"200": 2.0, "499": 2.0, "503": 1.0}
+        _leave_while_queued(server.url, server.url, tmp_path / "calls.log")
 
 
 def test_a_client_that_leaves_the_router_leaves_the_deployment_too(tmp_path):
@@ -143,8 +151,8 @@ def test_a_client_that_leaves_the_router_leaves_the_deployment_too(tmp_path):
     try:
         client.create_endpoint("front", {"routes": [{"deployment": "logged", "traffic": 100}]})
         try:
-            _leave_while_queued(client.get_endpoint("front")["url"], tmp_path / "calls.log")
-            assert _invocations_by_status(client.get_deployment("logged")["url"]) == {"200": 2.0, "499": 2.0, "503": 1.0}
+            _leave_while_queued(client.get_endpoint("front")["url"], client.get_deployment("logged")["url"],
+                                tmp_path / "calls.log")
         finally:
             client.delete_endpoint("front")
     finally:
