@@ -24,7 +24,7 @@ def new_event_loop(*, left_between_runs: bool = False) -> asyncio.AbstractEventL
     On the batch pipeline asyncio's loop cost no throughput: 3.96 M rows/s against uvloop's 4.00 M,
     with 293 µs of the client's CPU per 2,000-row chunk against 331 µs (medians of 5 interleaved
     rounds). ``tests/test_batch.py`` holds the pipeline to it with a progress callback that sleeps
-    twice the read timeout.
+    more than twice the read timeout.
     """
     if left_between_runs:
         return asyncio.new_event_loop()

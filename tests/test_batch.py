@@ -765,7 +765,7 @@ def test_a_progress_callback_longer_than_the_read_timeout_loses_no_answer_and_se
     # in flight wait in their sockets. When the loop runs again they must be read, not timed out first
     # (and, for a target whose requests are not safe to repeat, failed; here: sent again).
     df = frame(800, seed=17)
-    with get_deploy_client(f"local://{home}", predict_timeout=1.0) as impatient:
+    with get_deploy_client(f"local://{home}", predict_timeout=2.0) as impatient:
         url = impatient.get_deployment("linear")["url"]
         before = _answered_posts(url)
         paused = []
@@ -773,7 +773,7 @@ def test_a_progress_callback_longer_than_the_read_timeout_loses_no_answer_and_se
         def away(progress):
             if not paused:
                 paused.append(progress.rows_done)
-                time.sleep(2.0)  # twice the read timeout, with the next chunks answered meanwhile
+                time.sleep(4.5)  # over twice the read timeout, with the next chunks answered meanwhile
 
         out = batch_predict(impatient, df, deployment_name="linear", chunk_size=100, concurrency=4,
                             progress_callback=away)
