@@ -329,6 +329,7 @@ class HttpConnection(asyncio.Protocol):
         if exchange.answered:
             return
         exchange.answered = True
+        exchange.on_leave = None  # a handler's hook usually refers back to the exchange: no cycle left
         if self.closed:
             self._finished(exchange, response)
             return
