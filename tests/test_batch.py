@@ -170,6 +170,13 @@ def test_an_answer_that_is_not_one_prediction_per_row_is_an_invalid_input_error_
     assert says in str(info.value)
 
 
+@pytest.mark.parametrize("answer", [np.array([1.5, 2.5, 3.5]), pd.Series([1, 2, 3]), (1, 2, 3)])
+def test_a_plugin_answer_of_another_sequence_type_is_one_column(answer):
+    # A plugin's predict may return an array, a Series or a tuple instead of JSON's list.
+    parsed = parse_predictions(answer, 3, "prediction")
+    assert list(parsed.columns) == ["prediction"] and parsed["prediction"].tolist() == list(answer)
+
+
 def test_a_job_whose_model_answers_lists_of_any_length_keeps_every_value(client, tmp_path):
     (tmp_path / "ragged.py").write_text(RAGGED)
     client.create_deployment("ragged", f"python:{tmp_path / 'ragged.py'}:ragged")

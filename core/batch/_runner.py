@@ -268,14 +268,19 @@ def parse_predictions(response: Any, rows: int, column: str, start: int = 0) -> 
     return counted(parsed, rows, start)
 
 
+_VALUE_KINDS = {bool: "a boolean", str: "a string", bytes: "a string"}
+
+
 def _parsed(predictions: Any, column: str) -> Any:
     import pandas as pd
 
     if isinstance(predictions, dict):
         return pd.DataFrame(predictions)
-    if not isinstance(predictions, list):
-        kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(type(predictions), "null")
+    if predictions is None or isinstance(predictions, (str, bytes, int, float)):  # one value, not one per row
+        kind = "null" if predictions is None else _VALUE_KINDS.get(type(predictions), "a number")
         raise TypeError(f"it is {kind}, not a list")
+    if not isinstance(predictions, list):  # a plugin's array, Series or tuple: one column, as it always was
+        return pd.DataFrame({column: predictions})
     if predictions and isinstance(predictions[0], dict):
         try:
             return pd.DataFrame.from_records(predictions)
