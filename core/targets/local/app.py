@@ -98,9 +98,6 @@ _DTYPES_NOTE = (
 
 
 _V2_EMPTY: Response = (200, [(b"content-length", b"0")], b"")
-# The answer to a request dropped because its client left: never sent, counted as a 499 (nginx's
-# "client closed request") in the metrics.
-_CLIENT_LEFT: Response = responses.json_error(499, "CANCELLED", "the client left before its request was started")
 
 
 def _has_text_columns(data: Any) -> bool:
@@ -372,7 +369,7 @@ class ScoringApp:
             _logger.warning("a request ran past the time limit of %s s and was answered with 504", timeout)
             return timed_out
         except Abandoned:
-            return _CLIENT_LEFT
+            return responses.CLIENT_LEFT
         finally:
             timer.cancel()
             if unwatch is not None:

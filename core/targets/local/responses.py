@@ -18,6 +18,7 @@ __all__ = [
     "Response",
     "JSON_TYPE",
     "ARROW_TYPE",
+    "CLIENT_LEFT",
     "ok_arrow",
     "TEXT_TYPE",
     "CLOSE",
@@ -61,6 +62,11 @@ def wrong_method(method: str, path: str, allowed: str) -> Response:
 
 def ok_json(body: bytes, status: int = 200) -> Response:
     return status, [JSON_TYPE, (b"content-length", str(len(body)).encode())], body
+
+
+#: What a request whose client left is finished with, on a server or a router: never sent, it counts
+#: as a 499 (nginx's "client closed request") in the metrics.
+CLIENT_LEFT: Response = json_error(499, "CANCELLED", "the client left before its answer")
 
 
 def ok_arrow(body: bytes) -> Response:

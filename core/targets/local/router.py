@@ -114,8 +114,7 @@ _LOG_LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 
 _CONTROL_PATHS = frozenset({"/-/reload", "/-/routes", "/metrics"})
 _PLAIN_PATHS = frozenset({"/ping", "/health", "/version"})
 _PONG: Response = (200, [responses.TEXT_TYPE, (b"content-length", b"1")], b"\n")
-# What a request whose client left is finished with: never sent, a 499 in the metrics.
-_CLIENT_LEFT: Response = responses.json_error(499, "CANCELLED", "the client left before its answer came")
+_READ_METHODS = frozenset({b"GET", b"HEAD"})
 
 
 @dataclass(frozen=True)
@@ -247,7 +246,7 @@ class RouterApp:
                 return responses.wrong_method(method.decode("latin-1"), path, "POST")
             return self._admit(exchange)
         if path in _PLAIN_PATHS:
-            if method != b"GET" and method != b"HEAD":
+            if method not in _READ_METHODS:
                 return responses.wrong_method(method.decode("latin-1"), path, "GET")
             return self._version if path == "/version" else _PONG
         if path in _CONTROL_PATHS:
@@ -294,7 +293,7 @@ class RouterApp:
                 return responses.wrong_method(method.decode("latin-1"), path, "POST")
             self.reload(force=True)
             return responses.ok_json(dumps({"revision": self.revision, "routes": self.routes}))
-        if method != b"GET" and method != b"HEAD":
+        if method not in _READ_METHODS:
             return responses.wrong_method(method.decode("latin-1"), path, "GET")
         if path == "/metrics":
             if self.metrics is None:
@@ -343,7 +342,7 @@ class _Forward:
 
     def attempt(self) -> None:
         if self.left:
-            self.exchange.respond(_CLIENT_LEFT)
+            self.exchange.respond(responses.CLIENT_LEFT)
             return
         app = self.app
         app.reload()
@@ -367,7 +366,7 @@ class _Forward:
         assert route is not None
         self.upstream = None
         if self.left:
-            self.exchange.respond(_CLIENT_LEFT)
+            self.exchange.respond(responses.CLIENT_LEFT)
             return
         if error is None:
             content_type = b"application/json"
