@@ -108,12 +108,7 @@ def report(title: str, figures: dict[str, list[tuple[float, float, float]]]) -> 
 def report_load(title: str, figures: dict[int, dict[str, list[tuple[float, float, float]]]]) -> None:
     print(title)
     for connections, by_path in figures.items():
-        print(f" {connections} connections")
-        rates = [[round_[0] for round_ in by_path[name]] for name in ("direct", "router")]
-        summary = {name: medians(rounds) for name, rounds in by_path.items()}
-        print_paths(summary)
-        print(f"  {ratio_line('router / direct req/s', *rates)}"
-              f"   p50 added by the router: {(summary['router'][1] - summary['direct'][1]) * 1e3:.2f} ms")
+        report(f" {connections} connections", by_path)
     rounds = len(next(iter(figures.values()))["direct"])
     most = {name: [max(by_path[name][i][0] for by_path in figures.values()) for i in range(rounds)]
             for name in ("direct", "router")}
