@@ -15,7 +15,6 @@ import deployflow
 import numpy as np
 import pandas as pd
 import pytest
-import requests
 from deployflow import (
     BadRowsError,
     ConflictError,
@@ -27,6 +26,7 @@ from deployflow import (
 from deployflow.batch._runner import parse_predictions
 from support.batch_data import PredictOnlyServingClient, expected_linear, frame, model
 from support.fault_proxy import FaultProxy
+from support.metrics import scrape, value
 
 
 @pytest.fixture(scope="module")
@@ -760,11 +760,7 @@ def test_a_routed_job_runs_in_the_calling_thread(client):
 
 
 def _answered_posts(url: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = requests.get(f"{url}/metrics", timeout=10).text
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == "deployflow_requests_total" and sample.labels.get("path") == "/invocations")
+    return value(scrape(url)["deployflow_requests"], path="/invocations")
 
 
 def test_a_progress_callback_longer_than_the_read_timeout_loses_no_answer_and_sends_nothing_twice(client, home):

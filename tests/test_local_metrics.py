@@ -12,23 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from deployflow.targets.local.control import SECRET_FILE
 from support.local_models import ADD_ONE, local_client, local_home
+from support.metrics import scrape, value
 from support.models import ServerProcess
-
-
-def scrape(url: str, token: str | None = None) -> dict[str, list]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    answer = requests.get(url + "/metrics", headers=headers, timeout=10)
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"].startswith("text/plain")
-    return {family.name: family.samples for family in text_string_to_metric_families(answer.text)}
-
-
-def value(samples: list, **labels: str) -> float:
-    return sum(s.value for s in samples if all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def score(url: str, count: int, rows: int = 3, token: str | None = None) -> None:

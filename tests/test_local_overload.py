@@ -14,6 +14,7 @@ import psutil
 import pytest
 import requests
 
+from support.metrics import scrape, value
 from support.models import ServerProcess
 
 SLOW_MODEL = (
@@ -85,19 +86,9 @@ LOGGING_MODEL = (
 )
 
 
-def _metric(server_url: str, name: str, path: str | None = None) -> dict[str, float]:
-    """The samples called ``name`` in a deployment server's /metrics, by status (or under "" without one)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = requests.get(server_url + "/metrics", timeout=10).text
-    return {sample.labels.get("status", ""): sample.value for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name and (path is None or sample.labels.get("path") == path)}
-
-
 def _until_in_flight(server_url: str, count: int) -> None:
     deadline = time.monotonic() + 20
-    while _metric(server_url, "deployflow_requests_in_flight").get("") != count:
+    while value(scrape(server_url)["deployflow_requests_in_flight"]) != count:
         assert time.monotonic() < deadline, f"the server never had {count} requests in flight"
         time.sleep(0.05)
 
@@ -131,7 +122,9 @@ def _leave_while_queued(url: str, server_url: str, log) -> None:
     assert post_json(body("after", 0)).status_code == 200
     first.join()
     assert log.read_text().split() == ["first", "after"]  # the two that left never ran
-    assert _metric(server_url, "deployflow_requests_total", "/invocations") == {"200": 2.0, "499": 2.0, "503": 1.0}
+    answered = scrape(server_url)["deployflow_requests"]
+    assert {s.labels["status"]: s.value for s in answered if s.labels["path"] == "/invocations"} == {
+        "200": 2.0, "499": 2.0, "503": 1.0}
 
 
 def test_a_queued_request_whose_client_left_is_never_run_and_frees_its_place(tmp_path):
